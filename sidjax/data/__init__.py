@@ -1,0 +1,1 @@
+"""Data layer: catalogs, splits, readers and the batch iterator."""

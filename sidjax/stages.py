@@ -1,0 +1,30 @@
+"""Stage registry: `config.stage` name -> the library function that runs it.
+
+Entries are import paths so `sidjax.main` imports only the stage it runs
+(the LLM stages pull in transformers; the toy stage does not).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ml_collections import ConfigDict
+
+STAGES: dict[str, str] = {
+    "toy_regression": "sidjax.toy.regression:train_and_evaluate",
+}
+
+
+def get_stage(name: str):
+    if name not in STAGES:
+        raise ValueError(
+            f"config.stage='{name}' is not a known stage; known stages: {sorted(STAGES)}."
+        )
+    module, func = STAGES[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
+    """Runs the stage named by `config.stage` (callable from a notebook)."""
+    return get_stage(config.stage)(config, workdir)

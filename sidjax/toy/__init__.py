@@ -1,0 +1,1 @@
+"""A toy regression stage: exercises the trainer end to end on any mesh, in seconds."""

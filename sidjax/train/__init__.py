@@ -1,0 +1,1 @@
+"""The shared training machinery: mesh, state, optimiser, trainer loop, checkpoints, metrics."""

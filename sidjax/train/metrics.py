@@ -1,0 +1,105 @@
+"""Scalar metrics to `workdir/metrics.jsonl` and TensorBoard, plus a progress line.
+
+Only process 0 writes; other processes get a writer that drops everything, so
+callers never branch on the process index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+from absl import logging
+
+
+def _to_float(value) -> float:
+    return float(np.asarray(value))
+
+
+class MetricWriter:
+    """Writes scalars as JSON lines and TensorBoard events (process 0 only)."""
+
+    def __init__(self, workdir: str, tensorboard: bool = True, enabled: bool | None = None):
+        self.enabled = jax.process_index() == 0 if enabled is None else enabled
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._jsonl = None
+        self._tb = None
+        if not self.enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self._jsonl = open(self.path, "a", encoding="utf-8")
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, scalars: Mapping[str, float], prefix: str = "") -> None:
+        if not self.enabled or not scalars:
+            return
+        values = {f"{prefix}{k}": _to_float(v) for k, v in scalars.items()}
+        record = {"step": int(step), "time": time.time(), **{
+            k: (v if math.isfinite(v) else str(v)) for k, v in values.items()
+        }}
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None:
+            for k, v in values.items():
+                self._tb.add_scalar(k, v, int(step))
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+class Progress:
+    """A one-line progress bar (steps, rate, ETA) on process 0.
+
+    On a terminal it redraws in place; in logs (not a tty) it prints a line each call.
+    """
+
+    def __init__(self, total_steps: int, start_step: int = 0, enabled: bool = True):
+        self.total = int(total_steps)
+        self.start_step = int(start_step)
+        self.start_time = time.time()
+        self.enabled = enabled and jax.process_index() == 0
+        self.tty = sys.stderr.isatty()
+
+    def rate(self, step: int) -> float:
+        elapsed = time.time() - self.start_time
+        return (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+
+    def update(self, step: int, loss: float | None = None) -> None:
+        if not self.enabled:
+            return
+        rate = self.rate(step)
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        width = 30
+        filled = int(width * step / max(self.total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "--:--:--"
+        loss_text = f" loss {loss:.4g}" if loss is not None else ""
+        line = f"[{bar}] {step}/{self.total} {rate:.2f} steps/s ETA {eta_text}{loss_text}"
+        if self.tty:
+            sys.stderr.write("\r" + line)
+            sys.stderr.flush()
+        else:
+            logging.info("%s", line)
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()

@@ -1,0 +1,424 @@
+"""The one trainer loop every stage uses (RQ-VAE, SFT, GRPO).
+
+A stage supplies a `Task`: how to initialise params, a loss that returns
+(loss_sum, (weight, metrics)) and the sharding rules for its params. The
+trainer owns everything else: the sharded state, the jitted step with exact
+gradient accumulation, the optimiser, checkpoints and exact resume, metrics,
+evaluation with early stopping and best-checkpoint selection, SIGTERM handling
+and non-finite checks.
+
+Why losses return sums: the gradient of sum(loss_i) / sum(weight_i) over all
+micro-batches is the gradient of the global token mean, whatever the split, so
+accumulation over micro-batches equals one big batch exactly (up to float
+summation order), and GRPO's token-mean stays exact across micro-batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from jax.experimental import multihost_utils
+from ml_collections import ConfigDict
+
+from sidjax.train import checkpoint as ckpt_lib
+from sidjax.train import mesh as mesh_lib
+from sidjax.train import optim as optim_lib
+from sidjax.train import partition
+from sidjax.train.metrics import MetricWriter, Progress
+from sidjax.train.state import TrainState, make_create_fn, state_shardings
+
+# loss_fn(params, batch, rng) -> (loss_sum, (weight, {name: (sum, count)}))
+LossFn = Callable[[Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, tuple[jax.Array, dict]]]
+
+
+@dataclasses.dataclass
+class Task:
+    """What a stage gives the trainer.
+
+    init_params: rng -> params pytree (pure; it is traced under eval_shape and jit).
+    loss_fn: (params, batch, rng) -> (loss_sum, (weight, metrics)); the trained loss is
+      loss_sum / weight summed over the whole batch. `metrics` maps names to (sum, count)
+      pairs, reported as sum / count over the batch.
+    partition_rules: [(param path regex, PartitionSpec)], first match wins.
+    eval_fn: params -> {name: float}, run every `config.eval.every_steps` and at the end.
+    """
+
+    init_params: Callable[[jax.Array], Any]
+    loss_fn: LossFn
+    partition_rules: partition.Rules
+    eval_fn: Callable[[Any], Mapping[str, float]] | None = None
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised when the loss or gradient norm stops being finite."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: TrainState
+    last_metrics: dict
+    eval_metrics: dict
+    best_value: float | None
+    best_step: int | None
+    stopped_early: bool
+    preempted: bool
+    steps_per_sec: float
+
+
+class _SigtermFlag:
+    """Records SIGTERM (preemption) so the loop can checkpoint and exit cleanly."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # Not the main thread (e.g. some notebook runners): no handler.
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.received = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class _MetricReader:
+    """Reads step metrics one step late, checks them, and logs window means.
+
+    Reading the previous step's metrics after dispatching the next step keeps the
+    device busy; a non-finite loss or gradient norm raises naming the step and
+    the last good checkpoint.
+    """
+
+    def __init__(self, trainer: "Trainer", writer: MetricWriter, progress: Progress):
+        self.trainer = trainer
+        self.writer = writer
+        self.progress = progress
+        self.every = max(int(trainer.config.log.every_steps), 1)
+        self.pending: tuple[int, dict] | None = None
+        self.window: list[dict] = []
+        self.last: dict = {}
+
+    def read(self) -> None:
+        if self.pending is None:
+            return
+        step, device_metrics = self.pending
+        self.pending = None
+        host = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+        for key in ("loss", "grad_norm"):
+            if not math.isfinite(host[key]):
+                manager = self.trainer.manager
+                good = manager.latest_step()
+                where = f"{manager.directory}/{good}" if good is not None else "none saved yet"
+                raise NonFiniteError(
+                    f"Non-finite {key} ({host[key]}) at step {step}. Last good checkpoint: "
+                    f"{where}. Lower config.optim.lr or check the data."
+                )
+        self.last = host
+        self.window.append(host)
+        if step % self.every == 0 or step == self.trainer.num_steps:
+            means = {k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]}
+            means["steps_per_sec"] = self.progress.rate(step)
+            self.writer.write(step, means, prefix="train/")
+            self.progress.update(step, means["loss"])
+            self.window.clear()
+
+
+def _split_micro_batches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
+    """[B, ...] -> [n, B/n, ...]; micro-batch i takes rows i, i+n, i+2n, ...
+
+    Strided (not contiguous) so every micro-batch keeps rows on every device:
+    the reshape splits each device's local block, no data moves.
+    """
+
+    def split(x):
+        x = x.reshape((x.shape[0] // n, n) + x.shape[1:])
+        x = jnp.swapaxes(x, 0, 1)
+        return mesh_lib.shard_activation(x, jax.sharding.PartitionSpec(None, mesh_lib.BATCH_AXES))
+
+    return {k: split(v) for k, v in batch.items()}
+
+
+def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, micro_batches: int) -> Callable:
+    """The pure train step: (state, batch) -> (state, metrics)."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step(state: TrainState, batch: Mapping[str, jax.Array]):
+        rng = jax.random.fold_in(state.rng, state.step)
+
+        def micro_step(carry, xs):
+            grads_acc, loss_acc, weight_acc, metrics_acc = carry
+            micro_batch, index = xs
+            (loss_sum, (weight, metrics)), grads = grad_fn(
+                state.params, micro_batch, jax.random.fold_in(rng, index)
+            )
+            grads_acc = jax.tree.map(jnp.add, grads_acc, grads)
+            metrics_acc = jax.tree.map(jnp.add, metrics_acc, metrics)
+            return (grads_acc, loss_acc + loss_sum, weight_acc + weight, metrics_acc), None
+
+        micro = _split_micro_batches(batch, micro_batches)
+        first = jax.tree.map(lambda x: x[0], micro)
+        metrics_shape = jax.eval_shape(loss_fn, state.params, first, rng)[1][1]
+        zeros = (
+            jax.tree.map(jnp.zeros_like, state.params),
+            jnp.zeros((), jnp.float32),
+            jnp.zeros((), jnp.float32),
+            jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), metrics_shape),
+        )
+        (grads, loss_sum, weight, metric_sums), _ = jax.lax.scan(
+            micro_step, zeros, (micro, jnp.arange(micro_batches))
+        )
+        denom = jnp.maximum(weight, 1e-9)
+        grads = jax.tree.map(lambda g: g / denom, grads)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss_sum / denom,
+            "grad_norm": grad_norm,
+            "lr": schedule(state.step),
+            "weight": weight,
+        }
+        for name, (total, count) in metric_sums.items():
+            metrics[name] = total / jnp.maximum(count, 1e-9)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, metrics
+
+    return step
+
+
+def _check_batch_sizes(config: ConfigDict, mesh) -> None:
+    batch, micro = int(config.train.batch_size), int(config.train.micro_batches)
+    if micro < 1 or batch % micro:
+        raise ValueError(
+            f"config.train.batch_size={batch} does not divide into "
+            f"config.train.micro_batches={micro} equal micro-batches."
+        )
+    ways = mesh_lib.batch_divisor(mesh)
+    if (batch // micro) % ways:
+        raise ValueError(
+            f"Micro-batch size {batch // micro} (config.train.batch_size / micro_batches) does "
+            f"not divide over the {ways} batch shards of mesh {dict(mesh.shape)}; use a "
+            f"multiple of {ways}."
+        )
+    if batch % jax.process_count():
+        raise ValueError(
+            f"config.train.batch_size={batch} does not divide over {jax.process_count()} processes."
+        )
+
+
+class Trainer:
+    """Runs a Task under a config: builds or restores the state, trains, evaluates, saves.
+
+    `self.state` always holds the latest state, so host-side batch producers
+    (e.g. GRPO rollouts) can read the current params between steps.
+    """
+
+    def __init__(self, config: ConfigDict, workdir: str, task: Task, mesh=None):
+        self.config = config
+        self.workdir = workdir
+        self.task = task
+        self.mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh.shape)
+        _check_batch_sizes(config, self.mesh)
+        self.num_steps = int(config.train.num_steps)
+        self.schedule = optim_lib.make_schedule(config.optim, self.num_steps)
+        self.tx = optim_lib.make_optimizer(config.optim, self.num_steps)
+        create = make_create_fn(task.init_params, self.tx)
+        rng = jax.random.PRNGKey(int(config.seed))
+        with jax.set_mesh(self.mesh):
+            self.abstract_state = jax.eval_shape(create, rng)
+            self.shardings = state_shardings(
+                self.abstract_state, self.tx, task.partition_rules, self.mesh
+            )
+        self._create = jax.jit(create, out_shardings=self.shardings)
+        self._step = jax.jit(
+            make_train_step(task.loss_fn, self.tx, self.schedule, int(config.train.micro_batches)),
+            out_shardings=(self.shardings, None),
+            donate_argnums=0,
+        )
+        self._rng = rng
+        self.state: TrainState | None = None
+        self.manager = ckpt_lib.make_manager(
+            os.path.join(workdir, ckpt_lib.CKPT_DIR), int(config.ckpt.keep),
+            bool(config.ckpt.async_save),
+        )
+        self.best_manager = None
+        if config.eval.metric:
+            self.best_manager = ckpt_lib.make_manager(
+                os.path.join(workdir, ckpt_lib.BEST_DIR), 1, bool(config.ckpt.async_save)
+            )
+        self.early = {"best_value": None, "best_step": None, "bad_evals": 0}
+
+    # ----------------------------------------------------------------- state
+    def _abstract(self, tree, shardings):
+        return ckpt_lib.abstract_with_shardings(tree, shardings)
+
+    def init_or_restore(self, data_iter=None) -> TrainState:
+        """This run's latest checkpoint, else params from `ckpt.init_from`, else fresh."""
+        latest = self.manager.latest_step()
+        with jax.set_mesh(self.mesh):
+            if latest is not None:
+                params, rest, meta = ckpt_lib.restore(
+                    self.manager, latest,
+                    self._abstract(self.abstract_state.params, self.shardings.params),
+                    self._abstract(self.abstract_state.rest(), self.shardings.rest()),
+                )
+                self.state = TrainState(params=params, **rest)
+                if data_iter is not None and "data" in meta:
+                    data_iter.set_state(meta["data"])
+                self.early = meta.get("early", self.early)
+                logging.info("Resumed from %s step %d.", self.manager.directory, latest)
+            elif self.config.ckpt.init_from:
+                params = ckpt_lib.load_params(
+                    self.config.ckpt.init_from,
+                    self._abstract(self.abstract_state.params, self.shardings.params),
+                )
+                fresh = self._create(self._rng)
+                self.state = fresh.replace(
+                    params=params,
+                    opt_state=jax.jit(self.tx.init, out_shardings=self.shardings.opt_state)(params),
+                )
+                logging.info("Initialised params from %s.", self.config.ckpt.init_from)
+            else:
+                self.state = self._create(self._rng)
+                logging.info("Fresh start (no checkpoint in %s).", self.manager.directory)
+        return self.state
+
+    def _meta(self, data_iter) -> dict:
+        meta = {"early": self.early}
+        if data_iter is not None:
+            meta["data"] = data_iter.get_state()
+        return meta
+
+    def save(self, step: int, data_iter=None) -> None:
+        ckpt_lib.save(self.manager, step, self.state.params, self.state.rest(),
+                      self._meta(data_iter))
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, data_iter: Iterator[Mapping[str, np.ndarray]]) -> TrainResult:
+        """Trains to `config.train.num_steps` (or early stop / SIGTERM); returns the outcome."""
+        if self.state is None:
+            self.init_or_restore(data_iter)
+        start = int(jax.device_get(self.state.step))
+        writer = MetricWriter(self.workdir, tensorboard=bool(self.config.log.tensorboard))
+        progress = Progress(self.num_steps, start, enabled=bool(self.config.log.progress))
+        reader = _MetricReader(self, writer, progress)
+        t0 = time.time()
+        try:
+            with _SigtermFlag() as sigterm, jax.set_mesh(self.mesh):
+                step, outcome = self._loop(start, data_iter, reader, writer, sigterm)
+        finally:
+            # Let in-flight async saves land even when the run fails (e.g. non-finite loss).
+            self.manager.wait_until_finished()
+            if self.best_manager is not None:
+                self.best_manager.wait_until_finished()
+            progress.close()
+            writer.close()
+        elapsed = time.time() - t0
+        return TrainResult(
+            state=self.state, last_metrics=reader.last, eval_metrics=outcome["eval"],
+            best_value=self.early["best_value"], best_step=self.early["best_step"],
+            stopped_early=outcome["stopped_early"], preempted=outcome["preempted"],
+            steps_per_sec=(step - start) / elapsed if elapsed > 0 else 0.0,
+        )
+
+    def _loop(self, step: int, data_iter, reader: "_MetricReader", writer: MetricWriter,
+              sigterm: _SigtermFlag) -> tuple[int, dict]:
+        ckpt_every = int(self.config.ckpt.every_steps)
+        eval_every = int(self.config.eval.every_steps)
+        outcome = {"eval": {}, "stopped_early": False, "preempted": False}
+        last_evaluated = -1
+        while step < self.num_steps:
+            batch = mesh_lib.make_global_batch(next(data_iter), self.mesh)
+            self.state, metrics = self._step(self.state, batch)
+            step += 1
+            reader.read()  # The previous step's metrics: the device is busy with this one.
+            reader.pending = (step, metrics)
+            if eval_every and step % eval_every == 0 and step < self.num_steps:
+                reader.read()
+                outcome["eval"] = self._evaluate(step, writer, data_iter)
+                last_evaluated = step
+                outcome["stopped_early"] = self._should_stop()
+            if ckpt_every and step % ckpt_every == 0:
+                reader.read()  # Never checkpoint a state whose loss was not checked.
+                self.save(step, data_iter)
+            if self._preemption_requested(sigterm):
+                reader.read()
+                self.save(step, data_iter)
+                outcome["preempted"] = True
+                logging.warning("Preempted: checkpoint saved at step %d; rerun the same command "
+                                "to resume.", step)
+                return step, outcome
+            if outcome["stopped_early"]:
+                logging.info(
+                    "Early stop at step %d: %s did not improve for %d evaluations (best %.6g at "
+                    "step %s).", step, self.config.eval.metric, self.config.eval.patience,
+                    self.early["best_value"], self.early["best_step"],
+                )
+                break
+        reader.read()
+        if last_evaluated != step and self.task.eval_fn is not None:
+            outcome["eval"] = self._evaluate(step, writer, data_iter)
+        if self.manager.latest_step() != step:
+            self.save(step, data_iter)
+        return step, outcome
+
+    def _preemption_requested(self, sigterm: _SigtermFlag) -> bool:
+        if jax.process_count() == 1:
+            return sigterm.received
+        # Every process must agree to stop at the same step, or collectives deadlock.
+        flags = multihost_utils.process_allgather(np.array(sigterm.received))
+        return bool(np.any(flags))
+
+    # ------------------------------------------------------------------ eval
+    def _evaluate(self, step: int, writer: MetricWriter, data_iter) -> dict:
+        if self.task.eval_fn is None:
+            return {}
+        metrics = {k: float(v) for k, v in self.task.eval_fn(self.state.params).items()}
+        writer.write(step, metrics, prefix="eval/")
+        logging.info("Eval at step %d: %s", step, metrics)
+        name = self.config.eval.metric
+        if name:
+            if name not in metrics:
+                raise KeyError(
+                    f"config.eval.metric='{name}' is not among the eval metrics "
+                    f"{sorted(metrics)}; pick one of those."
+                )
+            value = metrics[name]
+            best = self.early["best_value"]
+            sign = 1.0 if self.config.eval.mode == "min" else -1.0
+            if best is None or sign * value < sign * best:
+                self.early.update(best_value=value, best_step=step, bad_evals=0)
+                ckpt_lib.save(self.best_manager, step, self.state.params, None,
+                              {**self._meta(data_iter), "eval": metrics})
+            else:
+                self.early["bad_evals"] += 1
+        return metrics
+
+    def _should_stop(self) -> bool:
+        patience = int(self.config.eval.patience)
+        return bool(self.config.eval.metric) and patience > 0 and (
+            self.early["bad_evals"] >= patience
+        )
+
+    def close(self) -> None:
+        self.manager.close()
+        if self.best_manager is not None:
+            self.best_manager.close()
