@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sidjax import stages
+from sidjax.train.trainer import Preempted
+
+# 128 + SIGTERM: schedulers read this as "killed by SIGTERM", so requeue logic applies.
+PREEMPTED_EXIT_CODE = 143
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Stage config file, e.g. configs/toy.py or configs/toy.py:tiny.",
@@ -93,7 +98,11 @@ def main(argv):
         jax.device_count(), jax.devices()[0].platform,
     )
     logging.info("stage %s, workdir %s\n%s", config.stage, workdir, config)
-    stages.train_and_evaluate(config, workdir)
+    try:
+        stages.train_and_evaluate(config, workdir)
+    except Preempted as e:
+        logging.warning("%s", e)
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

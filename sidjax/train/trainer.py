@@ -63,6 +63,17 @@ class NonFiniteError(FloatingPointError):
     """Raised when the loss or gradient norm stops being finite."""
 
 
+class Preempted(RuntimeError):
+    """Raised after SIGTERM once the checkpoint is saved: rerun the same command to resume."""
+
+    def __init__(self, step: int, directory: str):
+        super().__init__(
+            f"Preempted (SIGTERM) at step {step}; checkpoint saved in {directory}. Rerun the same "
+            "command to resume."
+        )
+        self.step = step
+
+
 @dataclasses.dataclass
 class TrainResult:
     state: TrainState
@@ -71,8 +82,7 @@ class TrainResult:
     best_value: float | None
     best_step: int | None
     stopped_early: bool
-    preempted: bool
-    steps_per_sec: float
+    steps_per_sec: float  # Steady state: measured after the first (compiling) step.
 
 
 class _SigtermFlag:
@@ -114,6 +124,13 @@ class _MetricReader:
         self.pending: tuple[int, dict] | None = None
         self.window: list[dict] = []
         self.last: dict = {}
+        self.first: tuple[int, float] | None = None  # (step, time) of the first read.
+
+    def steady_rate(self, step: int) -> float:
+        """Steps/s after the first step (which includes compilation)."""
+        if self.first is None or step <= self.first[0]:
+            return 0.0
+        return (step - self.first[0]) / max(time.time() - self.first[1], 1e-9)
 
     def read(self) -> None:
         if self.pending is None:
@@ -132,6 +149,8 @@ class _MetricReader:
                 )
         self.last = host
         self.window.append(host)
+        if self.first is None:
+            self.first = (step, time.time())
         if step % self.every == 0 or step == self.trainer.num_steps:
             means = {k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]}
             means["steps_per_sec"] = self.progress.rate(step)
@@ -187,7 +206,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
         )
         denom = jnp.maximum(weight, 1e-9)
         grads = jax.tree.map(lambda g: g / denom, grads)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
@@ -264,7 +283,10 @@ class Trainer:
             self.best_manager = ckpt_lib.make_manager(
                 os.path.join(workdir, ckpt_lib.BEST_DIR), 1, bool(config.ckpt.async_save)
             )
-        self.early = {"best_value": None, "best_step": None, "bad_evals": 0}
+        # Early-stopping state and the latest eval: checkpointed in meta, so a rerun of a
+        # finished or early-stopped run neither trains nor evaluates again.
+        self.early = {"best_value": None, "best_step": None, "bad_evals": 0, "stopped": False}
+        self.last_eval: dict = {}
 
     # ----------------------------------------------------------------- state
     def _abstract(self, tree, shardings):
@@ -284,6 +306,7 @@ class Trainer:
                 if data_iter is not None and "data" in meta:
                     data_iter.set_state(meta["data"])
                 self.early = meta.get("early", self.early)
+                self.last_eval = meta.get("eval", {})
                 logging.info("Resumed from %s step %d.", self.manager.directory, latest)
             elif self.config.ckpt.init_from:
                 params = ckpt_lib.load_params(
@@ -302,28 +325,33 @@ class Trainer:
         return self.state
 
     def _meta(self, data_iter) -> dict:
-        meta = {"early": self.early}
+        meta = {"early": self.early, "eval": self.last_eval}
         if data_iter is not None:
             meta["data"] = data_iter.get_state()
         return meta
 
     def save(self, step: int, data_iter=None) -> None:
+        """Checkpoints the current state as `step` (once: a step already saved is kept)."""
+        if step in self.manager.all_steps():
+            return
         ckpt_lib.save(self.manager, step, self.state.params, self.state.rest(),
                       self._meta(data_iter))
 
     # ------------------------------------------------------------------ loop
     def fit(self, data_iter: Iterator[Mapping[str, np.ndarray]]) -> TrainResult:
-        """Trains to `config.train.num_steps` (or early stop / SIGTERM); returns the outcome."""
+        """Trains to `config.train.num_steps` or an early stop; returns the outcome.
+
+        On SIGTERM it saves a checkpoint and raises `Preempted`.
+        """
         if self.state is None:
             self.init_or_restore(data_iter)
         start = int(jax.device_get(self.state.step))
         writer = MetricWriter(self.workdir, tensorboard=bool(self.config.log.tensorboard))
         progress = Progress(self.num_steps, start, enabled=bool(self.config.log.progress))
         reader = _MetricReader(self, writer, progress)
-        t0 = time.time()
         try:
             with _SigtermFlag() as sigterm, jax.set_mesh(self.mesh):
-                step, outcome = self._loop(start, data_iter, reader, writer, sigterm)
+                step = self._loop(start, data_iter, reader, writer, sigterm)
         finally:
             # Let in-flight async saves land even when the run fails (e.g. non-finite loss).
             self.manager.wait_until_finished()
@@ -331,42 +359,40 @@ class Trainer:
                 self.best_manager.wait_until_finished()
             progress.close()
             writer.close()
-        elapsed = time.time() - t0
         return TrainResult(
-            state=self.state, last_metrics=reader.last, eval_metrics=outcome["eval"],
+            state=self.state, last_metrics=reader.last, eval_metrics=self.last_eval,
             best_value=self.early["best_value"], best_step=self.early["best_step"],
-            stopped_early=outcome["stopped_early"], preempted=outcome["preempted"],
-            steps_per_sec=(step - start) / elapsed if elapsed > 0 else 0.0,
+            stopped_early=self.early["stopped"],
+            steps_per_sec=reader.steady_rate(step),
         )
 
     def _loop(self, step: int, data_iter, reader: "_MetricReader", writer: MetricWriter,
-              sigterm: _SigtermFlag) -> tuple[int, dict]:
+              sigterm: _SigtermFlag) -> int:
         ckpt_every = int(self.config.ckpt.every_steps)
         eval_every = int(self.config.eval.every_steps)
-        outcome = {"eval": {}, "stopped_early": False, "preempted": False}
-        last_evaluated = -1
+        if self.early["stopped"]:
+            logging.info("This run already stopped early at step %d; nothing to do.", step)
+            return step
         while step < self.num_steps:
             batch = mesh_lib.make_global_batch(next(data_iter), self.mesh)
             self.state, metrics = self._step(self.state, batch)
             step += 1
             reader.read()  # The previous step's metrics: the device is busy with this one.
             reader.pending = (step, metrics)
-            if eval_every and step % eval_every == 0 and step < self.num_steps:
+            last = step == self.num_steps
+            # Evaluate before saving, so the checkpoint's meta holds this step's eval.
+            if self.task.eval_fn is not None and ((eval_every and step % eval_every == 0) or last):
                 reader.read()
-                outcome["eval"] = self._evaluate(step, writer, data_iter)
-                last_evaluated = step
-                outcome["stopped_early"] = self._should_stop()
-            if ckpt_every and step % ckpt_every == 0:
+                self._evaluate(step, writer, data_iter)
+                self.early["stopped"] = self._should_stop()
+            if (ckpt_every and step % ckpt_every == 0) or last or self.early["stopped"]:
                 reader.read()  # Never checkpoint a state whose loss was not checked.
                 self.save(step, data_iter)
             if self._preemption_requested(sigterm):
                 reader.read()
                 self.save(step, data_iter)
-                outcome["preempted"] = True
-                logging.warning("Preempted: checkpoint saved at step %d; rerun the same command "
-                                "to resume.", step)
-                return step, outcome
-            if outcome["stopped_early"]:
+                raise Preempted(step, self.manager.directory)
+            if self.early["stopped"]:
                 logging.info(
                     "Early stop at step %d: %s did not improve for %d evaluations (best %.6g at "
                     "step %s).", step, self.config.eval.metric, self.config.eval.patience,
@@ -374,11 +400,7 @@ class Trainer:
                 )
                 break
         reader.read()
-        if last_evaluated != step and self.task.eval_fn is not None:
-            outcome["eval"] = self._evaluate(step, writer, data_iter)
-        if self.manager.latest_step() != step:
-            self.save(step, data_iter)
-        return step, outcome
+        return step
 
     def _preemption_requested(self, sigterm: _SigtermFlag) -> bool:
         if jax.process_count() == 1:
@@ -392,6 +414,7 @@ class Trainer:
         if self.task.eval_fn is None:
             return {}
         metrics = {k: float(v) for k, v in self.task.eval_fn(self.state.params).items()}
+        self.last_eval = metrics
         writer.write(step, metrics, prefix="eval/")
         logging.info("Eval at step %d: %s", step, metrics)
         name = self.config.eval.metric
@@ -406,8 +429,9 @@ class Trainer:
             sign = 1.0 if self.config.eval.mode == "min" else -1.0
             if best is None or sign * value < sign * best:
                 self.early.update(best_value=value, best_step=step, bad_evals=0)
-                ckpt_lib.save(self.best_manager, step, self.state.params, None,
-                              {**self._meta(data_iter), "eval": metrics})
+                if step not in self.best_manager.all_steps():
+                    ckpt_lib.save(self.best_manager, step, self.state.params, None,
+                                  self._meta(data_iter))
             else:
                 self.early["bad_evals"] += 1
         return metrics
