@@ -1,0 +1,244 @@
+"""The decoder LLM (Qwen3 / Qwen2 / Llama-3 family) in Flax Linen.
+
+One module serves training (full sequences) and decoding (prefill + one token
+at a time over a fixed-size KV cache): the cache is an explicit pytree passed
+in and returned, so the sampler can donate it and jit compiles once per shape.
+Layers are stacked with `nn.scan` (params carry a leading layer axis), which
+keeps compile time flat in depth.
+
+Left padding: `valid` marks real tokens. Positions count real tokens only
+(cumsum), keys that are padding are masked, so a sequence's logits do not
+depend on how much padding sits in front of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from sidjax.model.config import ModelConfig
+from sidjax.train.mesh import BATCH_AXES, shard_activation
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_INIT = nn.initializers.normal(stddev=0.02)  # HF initializer_range for these families.
+_MASKED = -0.7 * float(np.finfo(np.float32).max)  # Finite: fully padded rows stay NaN-free.
+
+
+@flax.struct.dataclass
+class KVCache:
+    k: jax.Array  # [L, B, S, K, H]
+    v: jax.Array  # [L, B, S, K, H]
+    mask: jax.Array  # [B, S] bool: the slot holds a real token.
+    index: jax.Array  # int32 []: the next slot to write (the same for every row).
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[2]
+
+
+def init_cache(config: ModelConfig, batch: int, max_len: int, dtype: str | None = None) -> KVCache:
+    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+    dt = DTYPES[dtype or config.dtype]
+    return KVCache(k=jnp.zeros(shape, dt), v=jnp.zeros(shape, dt),
+                   mask=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
+
+
+def rope_inv_freq(config: ModelConfig) -> np.ndarray:
+    """Inverse RoPE frequencies [head_dim / 2], with Llama-3 scaling when configured."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (np.arange(0, dim, 2, dtype=np.int64).astype(
+        np.float32) / dim))
+    if config.rope_llama3 is None:
+        return inv_freq.astype(np.float32)
+    factor, low, high, original = config.rope_llama3
+    low_wavelen, high_wavelen = original / low, original / high
+    wavelen = 2 * np.pi / inv_freq
+    scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
+    """Rotary embedding, rotate-half convention. x: [B, T, N, H]; positions: [B, T]."""
+    freqs = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, H/2]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]  # [B, T, 1, H]
+    cos, sin = jnp.cos(emb).astype(x.dtype), jnp.sin(emb).astype(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos + rotated * sin
+
+
+class RMSNorm(nn.Module):
+    eps: float
+    dtype: Any
+    param_dtype: Any
+
+    @nn.compact
+    def __call__(self, x):
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
+        xf = x.astype(jnp.float32)
+        xf = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + self.eps)
+        return (scale.astype(jnp.float32) * xf).astype(self.dtype)
+
+
+def attention(q, k, v, mask, impl: str):
+    """Grouped-query attention. q: [B, T, N, H]; k, v: [B, S, K, H]; mask: [B, T, S] bool."""
+    b, t, n, h = q.shape
+    kv_heads = k.shape[2]
+    scale = 1.0 / np.sqrt(h)
+    if impl == "dpa":
+        return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], scale=scale)
+    q = q.reshape(b, t, kv_heads, n // kv_heads, h)
+    scores = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(mask[:, None, None], scores, _MASKED)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskh->btkgh", probs, v)
+    return out.reshape(b, t, n, h)
+
+
+class Attention(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, positions, mask, layer_cache, index):
+        c = self.config
+        dt, pdt = DTYPES[c.dtype], DTYPES[c.param_dtype]
+
+        def proj(heads, name):
+            return nn.DenseGeneral((heads, c.head_dim), use_bias=c.qkv_bias, dtype=dt,
+                                   param_dtype=pdt, kernel_init=_INIT, name=name)(x)
+
+        q, k, v = proj(c.num_heads, "q"), proj(c.num_kv_heads, "k"), proj(c.num_kv_heads, "v")
+        if c.qk_norm:
+            q = RMSNorm(c.rms_norm_eps, dt, pdt, name="q_norm")(q)
+            k = RMSNorm(c.rms_norm_eps, dt, pdt, name="k_norm")(k)
+        inv_freq = rope_inv_freq(c)
+        q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+        q = shard_activation(q, P(BATCH_AXES, None, "tensor", None))
+        new_cache = None
+        if layer_cache is not None:
+            cache_k, cache_v = layer_cache  # [B, S, K, H]
+            k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, index, 0, 0))
+            v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, index, 0, 0))
+            new_cache = (k, v)
+            k, v = k.astype(dt), v.astype(dt)
+        out = attention(q, k, v, mask, c.attention_impl)  # [B, T, N, H]
+        out = nn.DenseGeneral(c.hidden_size, axis=(-2, -1), use_bias=False, dtype=dt,
+                              param_dtype=pdt, kernel_init=_INIT, name="o")(out)
+        return out, new_cache
+
+
+class MLP(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x):
+        c = self.config
+        dt, pdt = DTYPES[c.dtype], DTYPES[c.param_dtype]
+
+        def dense(features, name):
+            return nn.Dense(features, use_bias=False, dtype=dt, param_dtype=pdt,
+                            kernel_init=_INIT, name=name)
+
+        gate = dense(c.intermediate_size, "gate")(x)
+        up = dense(c.intermediate_size, "up")(x)
+        hidden = shard_activation(nn.silu(gate) * up, P(BATCH_AXES, None, "tensor"))
+        return dense(c.hidden_size, "down")(hidden)
+
+
+class Block(nn.Module):
+    """One decoder layer; scanned, so it maps (x, this layer's cache) -> (x, (cache, x))."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, layer_cache, positions, mask, index):
+        c = self.config
+        dt, pdt = DTYPES[c.dtype], DTYPES[c.param_dtype]
+        h, new_cache = Attention(c, name="attn")(
+            RMSNorm(c.rms_norm_eps, dt, pdt, name="input_norm")(x), positions, mask,
+            layer_cache, index,
+        )
+        x = x + h
+        x = x + MLP(c, name="mlp")(RMSNorm(c.rms_norm_eps, dt, pdt, name="post_attn_norm")(x))
+        x = shard_activation(x, P(BATCH_AXES, None, None))
+        return x, (new_cache, x)
+
+
+_REMAT_POLICIES = {
+    "full": None,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class Transformer(nn.Module):
+    """tokens [B, T] (+ valid [B, T], optional KVCache) -> float32 logits [B, T, V]."""
+
+    config: ModelConfig
+
+    def setup(self):
+        c = self.config
+        dt, pdt = DTYPES[c.dtype], DTYPES[c.param_dtype]
+        self.embed = nn.Embed(c.vocab_size, c.hidden_size, dtype=dt, param_dtype=pdt,
+                              embedding_init=_INIT)
+        block = Block
+        if c.remat != "none":
+            block = nn.remat(Block, prevent_cse=False, policy=_REMAT_POLICIES[c.remat])
+        self.layers = nn.scan(
+            block, variable_axes={"params": 0}, split_rngs={"params": True},
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), out_axes=0,
+            length=c.num_layers,
+        )(c)
+        self.final_norm = RMSNorm(c.rms_norm_eps, dt, pdt)
+        if not c.tie_word_embeddings:
+            self.lm_head = self.param("lm_head", _INIT, (c.hidden_size, c.vocab_size), pdt)
+
+    def __call__(self, tokens, valid=None, cache: KVCache | None = None,
+                 return_hidden: bool = False):
+        """Returns (logits [B, T, V] float32, new cache or None[, hidden states]).
+
+        hidden states: (per-layer outputs [L, B, T, D], final normed [B, T, D]).
+        """
+        b, t = tokens.shape
+        valid = jnp.ones((b, t), bool) if valid is None else valid.astype(bool)
+        if cache is None:
+            positions = jnp.maximum(jnp.cumsum(valid, axis=-1) - 1, 0)  # [B, T]
+            slots = jnp.arange(t)
+            mask = valid[:, None, :] & (slots[None, None, :] <= slots[None, :, None])  # [B,T,T]
+            layer_caches, index = None, jnp.zeros((), jnp.int32)
+        else:
+            index = cache.index
+            offset = jnp.sum(cache.mask, axis=-1, keepdims=True)  # [B, 1]
+            positions = jnp.maximum(offset + jnp.cumsum(valid, axis=-1) - 1, 0)
+            key_valid = jax.lax.dynamic_update_slice(cache.mask, valid, (0, index))  # [B, S]
+            q_slots = index + jnp.arange(t)
+            k_slots = jnp.arange(cache.max_len)
+            mask = key_valid[:, None, :] & (k_slots[None, None, :] <= q_slots[None, :, None])
+            layer_caches = (cache.k, cache.v)
+
+        x = self.embed(tokens)  # [B, T, D]
+        x = shard_activation(x, P(BATCH_AXES, None, None))
+        x, (new_layer_caches, per_layer) = self.layers(x, layer_caches, positions, mask, index)
+        x = self.final_norm(x)
+        if self.config.tie_word_embeddings:
+            logits = jnp.einsum("btd,vd->btv", x, self.embed.embedding.astype(x.dtype),
+                                preferred_element_type=jnp.float32)
+        else:
+            logits = jnp.einsum("btd,dv->btv", x, self.lm_head.astype(x.dtype),
+                                preferred_element_type=jnp.float32)
+        logits = shard_activation(logits, P(BATCH_AXES, None, "tensor"))
+        new_cache = None
+        if cache is not None:
+            new_k, new_v = new_layer_caches
+            new_cache = KVCache(k=new_k, v=new_v, mask=key_valid, index=index + t)
+        if return_hidden:
+            return logits, new_cache, (per_layer, x)
+        return logits, new_cache
