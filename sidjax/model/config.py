@@ -39,6 +39,9 @@ class ModelConfig:
     dtype: str = "float32"  # Compute dtype; logits are always float32.
     remat: str = "none"  # 'none' | 'full' | 'dots': rematerialise each layer in backward.
     attention_impl: str = "xla"  # 'xla' (einsum softmax) | 'dpa' (jax.nn.dot_product_attention)
+    # Layers unrolled per scan iteration: 1 compiles fastest; num_layers lets XLA fuse across
+    # layers (faster steps on CPU, longer compiles).
+    scan_unroll: int = 1
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
 
@@ -55,6 +58,8 @@ class ModelConfig:
                                  "bfloat16.")
         if self.remat not in ("none", "full", "dots"):
             raise ValueError(f"ModelConfig.remat='{self.remat}': use none, full or dots.")
+        if self.scan_unroll < 1:
+            raise ValueError(f"ModelConfig.scan_unroll={self.scan_unroll} must be >= 1.")
         if self.attention_impl not in ("xla", "dpa"):
             raise ValueError(f"ModelConfig.attention_impl='{self.attention_impl}': use xla or dpa.")
 

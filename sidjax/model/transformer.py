@@ -76,6 +76,34 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.
     return x * cos + rotated * sin
 
 
+class Linear(nn.Module):
+    """x [..., *in_shape] @ kernel [*in_shape, *out_shape] (+ bias), as one 2-D matmul.
+
+    Flattening to [rows, in] x [in, out] matters on CPU: the weight gradient of
+    a dot_general that contracts over batch and time is ~1.5x slower in XLA-CPU
+    than the same product on 2-D operands.
+    """
+
+    out_shape: tuple[int, ...]
+    in_dims: int = 1  # How many trailing dims of x are contracted.
+    use_bias: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        in_shape = x.shape[x.ndim - self.in_dims:]
+        lead = x.shape[:x.ndim - self.in_dims]
+        kernel = self.param("kernel", _INIT, (*in_shape, *self.out_shape), self.param_dtype)
+        n_in, n_out = int(np.prod(in_shape)), int(np.prod(self.out_shape))
+        y = jnp.dot(x.reshape(-1, n_in).astype(self.dtype),
+                    kernel.reshape(n_in, n_out).astype(self.dtype))
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, self.out_shape, self.param_dtype)
+            y = y + bias.reshape(n_out).astype(self.dtype)
+        return y.reshape(*lead, *self.out_shape)
+
+
 class RMSNorm(nn.Module):
     eps: float
     dtype: Any
@@ -113,8 +141,8 @@ class Attention(nn.Module):
         dt, pdt = DTYPES[c.dtype], DTYPES[c.param_dtype]
 
         def proj(heads, name):
-            return nn.DenseGeneral((heads, c.head_dim), use_bias=c.qkv_bias, dtype=dt,
-                                   param_dtype=pdt, kernel_init=_INIT, name=name)(x)
+            return Linear((heads, c.head_dim), use_bias=c.qkv_bias, dtype=dt, param_dtype=pdt,
+                          name=name)(x)
 
         q, k, v = proj(c.num_heads, "q"), proj(c.num_kv_heads, "k"), proj(c.num_kv_heads, "v")
         if c.qk_norm:
@@ -131,8 +159,7 @@ class Attention(nn.Module):
             new_cache = (k, v)
             k, v = k.astype(dt), v.astype(dt)
         out = attention(q, k, v, mask, c.attention_impl)  # [B, T, N, H]
-        out = nn.DenseGeneral(c.hidden_size, axis=(-2, -1), use_bias=False, dtype=dt,
-                              param_dtype=pdt, kernel_init=_INIT, name="o")(out)
+        out = Linear((c.hidden_size,), in_dims=2, dtype=dt, param_dtype=pdt, name="o")(out)
         return out, new_cache
 
 
@@ -145,8 +172,7 @@ class MLP(nn.Module):
         dt, pdt = DTYPES[c.dtype], DTYPES[c.param_dtype]
 
         def dense(features, name):
-            return nn.Dense(features, use_bias=False, dtype=dt, param_dtype=pdt,
-                            kernel_init=_INIT, name=name)
+            return Linear((features,), dtype=dt, param_dtype=pdt, name=name)
 
         gate = dense(c.intermediate_size, "gate")(x)
         up = dense(c.intermediate_size, "up")(x)
@@ -195,7 +221,7 @@ class Transformer(nn.Module):
         self.layers = nn.scan(
             block, variable_axes={"params": 0}, split_rngs={"params": True},
             in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), out_axes=0,
-            length=c.num_layers,
+            length=c.num_layers, unroll=min(c.scan_unroll, c.num_layers),
         )(c)
         self.final_norm = RMSNorm(c.rms_norm_eps, dt, pdt)
         if not c.tie_word_embeddings:

@@ -1,0 +1,59 @@
+"""Model options: rematerialisation, attention implementations, bfloat16 compute."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from sidjax.model.config import get_preset
+from sidjax.model.model import init_params
+from sidjax.model.transformer import Transformer
+
+
+def loss_and_grads(config, params, tokens):
+    def loss(p):
+        logits, _ = Transformer(config).apply({"params": p}, tokens)
+        logp = jax.nn.log_softmax(logits[:, :-1])
+        return -jnp.mean(jnp.take_along_axis(logp, tokens[:, 1:, None], -1))
+
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+
+class OptionsTest(parameterized.TestCase):
+
+    @parameterized.parameters(("full", "xla"), ("dots", "xla"), ("none", "dpa"))
+    def test_same_loss_and_grads_as_default(self, remat, impl):
+        base = get_preset("tiny", vocab_size=128, num_layers=3)
+        params = init_params(base, jax.random.PRNGKey(0))
+        tokens = jnp.asarray(np.random.default_rng(0).integers(0, 128, (2, 16)), jnp.int32)
+        ref_loss, ref_grads = loss_and_grads(base, params, tokens)
+        loss, grads = loss_and_grads(base.replace(remat=remat, attention_impl=impl), params,
+                                     tokens)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+                     grads, ref_grads)
+
+    def test_bfloat16_params_and_compute_give_float32_logits_close_to_float32(self):
+        config = get_preset("tiny", vocab_size=128)
+        params = init_params(config, jax.random.PRNGKey(0))
+        tokens = jnp.asarray(np.random.default_rng(0).integers(0, 128, (2, 16)), jnp.int32)
+        ref, _ = Transformer(config).apply({"params": params}, tokens)
+        bf16 = config.replace(param_dtype="bfloat16", dtype="bfloat16")
+        params16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
+        self.assertEqual(init_params(bf16, jax.random.PRNGKey(0))["embed"]["embedding"].dtype,
+                         jnp.bfloat16)
+        logits, _ = Transformer(bf16).apply({"params": params16}, tokens)
+        self.assertEqual(logits.dtype, jnp.float32)
+        np.testing.assert_allclose(logits, ref, atol=0.05 * float(jnp.abs(ref).max()))
+
+    def test_bad_options_fail_naming_the_field(self):
+        with self.assertRaisesRegex(ValueError, "remat='some'"):
+            get_preset("tiny", remat="some")
+        with self.assertRaisesRegex(ValueError, "num_kv_heads=3"):
+            get_preset("tiny", num_kv_heads=3)
+        with self.assertRaisesRegex(ValueError, "Unknown model preset 'qwen9'"):
+            get_preset("qwen9")
+
+
+if __name__ == "__main__":
+    absltest.main()
