@@ -75,6 +75,19 @@ def torch_step_time(config, tokens, iters):
     return time_fn(step, iters), torch.get_num_threads()
 
 
+def matmul_gflops(iters: int = 10) -> tuple[float, float]:
+    """Peak-ish float32 matmul GFLOP/s of XLA and torch here ([2048,512] x [512,1536])."""
+    import torch
+
+    m, k, n = 2048, 512, 1536
+    a, b = jnp.ones((m, k)), jnp.ones((k, n))
+    mm = jax.jit(lambda a, b: a @ b)
+    xla = time_fn(lambda: mm(a, b).block_until_ready(), iters)
+    ta, tb = torch.ones(m, k), torch.ones(k, n)
+    pt = time_fn(lambda: ta @ tb, iters)
+    return 2 * m * k * n / xla / 1e9, 2 * m * k * n / pt / 1e9
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--iters", type=int, default=3)
@@ -88,6 +101,13 @@ def main():
           f"{args.batch}x{args.seq}, float32, {os.cpu_count()} CPUs")
     torch_time, threads = torch_step_time(config, tokens, args.iters)
     print(f"transformers (torch, sdpa, {threads} threads): {n_tokens / torch_time:9.0f} tokens/s")
+    # Roofline: fwd+bwd is ~6 * params * tokens FLOPs, almost all matmuls.
+    flops = 6 * config.num_params() * n_tokens
+    xla_peak, torch_peak = matmul_gflops()
+    torch_rate = flops / torch_time / 1e9
+    print(f"matmul peak here: XLA {xla_peak:.0f} GFLOP/s, torch {torch_peak:.0f} GFLOP/s; "
+          f"transformers sustains {torch_rate:.0f} GFLOP/s, so a matmul-bound sidjax can reach "
+          f"at most {xla_peak / torch_rate:.2f}x")
     variants = [
         ("sidjax xla attention, 1 device", config, jax.devices()[:1]),
         ("sidjax dot_product_attention, 1 device", config.replace(attention_impl="dpa"),

@@ -254,12 +254,15 @@ class Transformer(nn.Module):
         x = shard_activation(x, P(BATCH_AXES, None, None))
         x, (new_layer_caches, per_layer) = self.layers(x, layer_caches, positions, mask, index)
         x = self.final_norm(x)
+        rows = x.reshape(b * t, -1)  # 2-D matmul: see Linear.
         if self.config.tie_word_embeddings:
-            logits = jnp.einsum("btd,vd->btv", x, self.embed.embedding.astype(x.dtype),
-                                preferred_element_type=jnp.float32)
+            logits = jax.lax.dot_general(rows, self.embed.embedding.astype(x.dtype),
+                                         (((1,), (1,)), ((), ())),
+                                         preferred_element_type=jnp.float32)
         else:
-            logits = jnp.einsum("btd,dv->btv", x, self.lm_head.astype(x.dtype),
-                                preferred_element_type=jnp.float32)
+            logits = jnp.dot(rows, self.lm_head.astype(x.dtype),
+                             preferred_element_type=jnp.float32)
+        logits = logits.reshape(b, t, -1)  # [B, T, V]
         logits = shard_activation(logits, P(BATCH_AXES, None, "tensor"))
         new_cache = None
         if cache is not None:
