@@ -13,6 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sidjax", "sidjax.*"]),
+    package_data={"sidjax.model": ["templates/*.jinja"]},
     install_requires=[
         "jax>=0.8,<0.11",
         # One flax release line: the sharding metadata names changed between releases.
