@@ -1,0 +1,1 @@
+"""Evaluation: ranking metrics, baselines, and (later) constrained-decoding evaluation."""
