@@ -20,10 +20,13 @@ FAMILIES = {
 }
 
 
-def make_hf_model(family: str, tie: bool, path: str, seed: int = 0):
+def make_hf_model(family: str, tie: bool, path: str, seed: int = 0, vocab_size: int | None = None):
     """Builds, re-randomises (weights large enough that logits are O(1)), saves, returns it."""
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(FAMILIES[family](tie)).eval()
+    config = FAMILIES[family](tie)
+    if vocab_size is not None:
+        config.vocab_size = vocab_size
+    model = AutoModelForCausalLM.from_config(config).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.ndim == 1:

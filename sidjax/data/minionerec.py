@@ -138,8 +138,11 @@ def _read_split(path: str, catalog: Catalog) -> list[Sample]:
 
 
 def read_minionerec(data_dir: str, category: str, stem: str | None = None,
-                    splits=SPLITS) -> Dataset:
-    """Reads a MiniOneRec-format dataset; split files that do not exist are skipped (logged)."""
+                    splits=SPLITS, split_paths: dict[str, str] | None = None) -> Dataset:
+    """Reads a MiniOneRec-format dataset; split files that do not exist are skipped (logged).
+
+    split_paths overrides where a split's CSV is read from, e.g. {'train': 'derived.csv'}.
+    """
     stem = _stem(data_dir, category, stem)
     catalog = read_catalog(data_dir, category)
     info = os.path.join(data_dir, "info", f"{stem}.txt")
@@ -147,7 +150,9 @@ def read_minionerec(data_dir: str, category: str, stem: str | None = None,
         _check_info(info, catalog)
     loaded = {}
     for split in splits:
-        path = os.path.join(data_dir, split, f"{stem}.csv")
+        path = (split_paths or {}).get(split) or os.path.join(data_dir, split, f"{stem}.csv")
+        if split_paths and split_paths.get(split) and not os.path.exists(path):
+            raise DataError(path, f"file not found (given for the {split} split)")
         if os.path.exists(path):
             loaded[split] = _read_split(path, catalog)
         else:

@@ -1,0 +1,1 @@
+"""Item text embeddings: one interface (`embed_catalog`), encoders chosen by config."""
