@@ -138,3 +138,25 @@ class EmbeddingTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+class PrepareStageTest(absltest.TestCase):
+
+    def test_prepare_data_stage_writes_everything(self):
+        import json
+
+        from sidjax import stages
+        from sidjax.config_files import load_config
+        from sidjax.data.minionerec import read_minionerec
+
+        repo = os.path.join(os.path.dirname(__file__), os.pardir)
+        config = load_config(os.path.join(repo, "configs", "data.py:tiny"))
+        workdir = self.create_tempdir().full_path
+        stats = stages.train_and_evaluate(config, workdir)
+        written = read_minionerec(os.path.join(workdir, "data", "minionerec"), stats["name"])
+        self.assertEqual({k: len(v) for k, v in written.splits.items()}, stats["rows"])
+        self.assertEqual(json.load(open(os.path.join(workdir, "data", "stats.json")))["items"],
+                         stats["items"])
+        self.assertLen(os.listdir(os.path.join(workdir, "embeddings")), 1)
+        self.assertGreater(stats["baselines_test"]["popularity"]["hr@10"],
+                           stats["baselines_test"]["random"]["hr@10"])
