@@ -134,6 +134,10 @@ class EmbeddingTest(absltest.TestCase):
             with torch.no_grad():
                 hidden = hf(ids).last_hidden_state[0]
             np.testing.assert_allclose(vector, hidden.mean(0).numpy(), atol=1e-4)
+        from sidjax.train.mesh import make_mesh
+        sharded = llm_embeddings(texts, path, max_len=64, batch_size=3,
+                                 mesh=make_mesh({"data": 2, "fsdp": 2, "tensor": 2}))
+        np.testing.assert_allclose(sharded, ours, atol=1e-5)
 
 
 if __name__ == "__main__":
