@@ -28,11 +28,14 @@ setup(
         "ml-collections>=1.0,<2",
         "absl-py>=2.1,<3",
         "numpy>=1.26,<3",
+        "scipy>=1.11",  # Sparse TF-IDF; already required by jax.
         # TensorBoard event files without TensorFlow.
         "tensorboardX>=2.6,<3",
     ],
     extras_require={
         # torch only for tests that compare against Hugging Face transformers.
-        "test": ["pytest>=8", "chex>=0.1.89", "torch==2.13.0"],
+        "test": ["pytest>=8", "chex>=0.1.89", "torch==2.13.0", "matplotlib>=3.8"],
+        # PNG plots (SID code usage, GRPO curves); everything else runs without it.
+        "plot": ["matplotlib>=3.8"],
     },
 )

@@ -14,6 +14,7 @@ from ml_collections import ConfigDict
 STAGES: dict[str, str] = {
     "toy_regression": "sidjax.toy.regression:train_and_evaluate",
     "prepare_data": "sidjax.data.prepare:train_and_evaluate",
+    "sid": "sidjax.sid.stage:train_and_evaluate",
 }
 
 

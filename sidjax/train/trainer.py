@@ -51,12 +51,16 @@ class Task:
       pairs, reported as sum / count over the batch.
     partition_rules: [(param path regex, PartitionSpec)], first match wins.
     eval_fn: params -> {name: float}, run every `config.eval.every_steps` and at the end.
+    post_eval_fn: (params, step) -> new params or None, run after each evaluation (and after
+      the best checkpoint is saved), e.g. to re-seed dead codebook entries. Derive any
+      randomness from `step` so resumed runs stay exact.
     """
 
     init_params: Callable[[jax.Array], Any]
     loss_fn: LossFn
     partition_rules: partition.Rules
     eval_fn: Callable[[Any], Mapping[str, float]] | None = None
+    post_eval_fn: Callable[[Any, int], Any] | None = None
 
 
 class NonFiniteError(FloatingPointError):
@@ -434,6 +438,11 @@ class Trainer:
                                   self._meta(data_iter))
             else:
                 self.early["bad_evals"] += 1
+        if self.task.post_eval_fn is not None:
+            new_params = self.task.post_eval_fn(self.state.params, step)
+            if new_params is not None:
+                self.state = self.state.replace(
+                    params=jax.device_put(new_params, self.shardings.params))
         return metrics
 
     def _should_stop(self) -> bool:

@@ -1,0 +1,1 @@
+"""Semantic IDs: RQ-VAE and residual k-means tokenizers, collision handling, quality report."""
