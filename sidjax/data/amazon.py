@@ -100,32 +100,40 @@ def _filtered_window(interactions, start, end, k, min_items, stats):
         start_year -= 1
 
 
-def preprocess_amazon2018(reviews_path: str, meta_path: str, category: str,
-                          start: str = "2016-10", end: str = "2018-11", k: int = 5,
-                          min_items: int = 3000, history_cap: int = 10) -> tuple[Dataset, dict]:
-    """Amazon 2018 raw files -> Dataset (MiniOneRec protocol). Returns (dataset, counts)."""
-    stats: dict = {}
+def _load(reviews_path: str, meta_path: str, item_key: str, user_key: str, time_key: str,
+          time_divisor: int) -> tuple[dict[str, dict], list[Interaction], dict]:
+    """Meta records with a valid title, and the reviews of those items as interactions."""
     meta: dict[str, dict] = {}
     bad_titles = 0
     for line_no, record in _records(meta_path):
-        asin = record.get("asin")
-        if not asin:
-            raise DataError(meta_path, "record without 'asin'", line=line_no, field="asin")
+        key = record.get(item_key)
+        if not key:
+            raise DataError(meta_path, f"record without '{item_key}'", line=line_no,
+                            field=item_key)
         if title_ok(record.get("title")):
-            meta[asin] = record
+            meta[key] = record
         else:
             bad_titles += 1
     interactions, no_meta = [], 0
     for line_no, record in _records(reviews_path):
-        for field in ("reviewerID", "asin", "unixReviewTime"):
+        for field in (user_key, item_key, time_key):
             if field not in record:
                 raise DataError(reviews_path, f"missing '{field}'", line=line_no, field=field)
-        if record["asin"] not in meta:
+        if record[item_key] not in meta:
             no_meta += 1
             continue
-        interactions.append(Interaction(record["reviewerID"], record["asin"],
-                                        int(record["unixReviewTime"])))
-    stats.update(items_dropped_by_title=bad_titles, reviews_without_valid_meta=no_meta)
+        interactions.append(Interaction(record[user_key], record[item_key],
+                                        int(record[time_key]) // time_divisor))
+    return meta, interactions, {"items_dropped_by_title": bad_titles,
+                                "reviews_without_valid_meta": no_meta}
+
+
+def preprocess_amazon2018(reviews_path: str, meta_path: str, category: str,
+                          start: str = "2016-10", end: str = "2018-11", k: int = 5,
+                          min_items: int = 3000, history_cap: int = 10) -> tuple[Dataset, dict]:
+    """Amazon 2018 raw files -> Dataset (MiniOneRec protocol). Returns (dataset, counts)."""
+    meta, interactions, stats = _load(reviews_path, meta_path, "asin", "reviewerID",
+                                      "unixReviewTime", 1)
     window = _filtered_window(interactions, start, end, k, min_items, stats)
     dataset, counts = build_dataset(category, window, _meta_items(meta), k, k, history_cap,
                                     CATEGORY_NOUNS.get(category, "items"))
@@ -137,30 +145,12 @@ def preprocess_amazon2018(reviews_path: str, meta_path: str, category: str,
 def preprocess_amazon2023(reviews_path: str, meta_path: str, category: str,
                           start: str | None = None, end: str | None = None, k: int = 5,
                           min_items: int = 0, history_cap: int = 10) -> tuple[Dataset, dict]:
-    """Amazon 2023 `<Cat>.jsonl(.gz)` + `meta_<Cat>.jsonl(.gz)` -> Dataset, same protocol."""
-    stats: dict = {}
-    meta: dict[str, dict] = {}
-    bad_titles = 0
-    for line_no, record in _records(meta_path):
-        key = record.get("parent_asin")
-        if not key:
-            raise DataError(meta_path, "record without 'parent_asin'", line=line_no,
-                            field="parent_asin")
-        if title_ok(record.get("title")):
-            meta[key] = record
-        else:
-            bad_titles += 1
-    interactions, no_meta = [], 0
-    for line_no, record in _records(reviews_path):
-        for field in ("user_id", "parent_asin", "timestamp"):
-            if field not in record:
-                raise DataError(reviews_path, f"missing '{field}'", line=line_no, field=field)
-        if record["parent_asin"] not in meta:
-            no_meta += 1
-            continue
-        interactions.append(Interaction(record["user_id"], record["parent_asin"],
-                                        int(record["timestamp"]) // 1000))
-    stats.update(items_dropped_by_title=bad_titles, reviews_without_valid_meta=no_meta)
+    """Amazon 2023 `<Cat>.jsonl(.gz)` + `meta_<Cat>.jsonl(.gz)` -> Dataset, same protocol.
+
+    Timestamps there are in milliseconds; items are keyed by parent_asin.
+    """
+    meta, interactions, stats = _load(reviews_path, meta_path, "parent_asin", "user_id",
+                                      "timestamp", 1000)
     if start and end:
         interactions = _filtered_window(interactions, start, end, k, min_items, stats)
     dataset, counts = build_dataset(category, interactions,
