@@ -1,9 +1,10 @@
 """Making SIDs (nearly) unique: the method's Sinkhorn rounds, or an extra disambiguation level.
 
-(a) `sinkhorn_rounds`: items whose full code tuple collides are re-assigned on the last
-    level with a Sinkhorn-balanced assignment over their last-level residuals (epsilon,
-    iterations from config), for up to N rounds; leftover collisions are kept and counted,
-    as MiniOneRec's generate_indices.py does.
+(a) `sinkhorn_rounds`: each group of items whose full code tuple collides is re-assigned
+    on the last level with a Sinkhorn-balanced assignment over the group's last-level
+    residuals (epsilon, iterations from config), for up to N rounds; leftover collisions
+    are kept and counted, as MiniOneRec's generate_indices.py does. Items with identical
+    residuals cannot be separated this way (identical rows, identical argmax).
 (b) `add_disambiguation_level`: a 4th level `<d_k>` numbering the items of each group,
     which makes every SID unique.
 """
@@ -14,7 +15,6 @@ import collections
 
 import numpy as np
 
-from sidjax.sid.kmeans import sq_distances
 from sidjax.sid.sinkhorn import sinkhorn_assign
 
 
@@ -31,14 +31,20 @@ def sinkhorn_rounds(codes: np.ndarray, last_residuals: np.ndarray, last_codebook
                         np.ndarray, int]:
     """Re-assigns colliding items' last code; returns (codes, rounds used)."""
     codes = np.array(codes)
+    last_residuals = np.asarray(last_residuals, np.float64)
+    last_codebook = np.asarray(last_codebook, np.float64)
     for used in range(rounds):
         groups = collision_groups(codes)
         if not groups:
             return codes, used
-        items = np.array([i for g in groups for i in g])
-        cost = np.asarray(sq_distances(last_residuals[items], last_codebook))
-        codes[items, -1] = np.asarray(sinkhorn_assign(cost, epsilon, iters))
+        for group in groups:  # Each group balanced on its own, as generate_indices.py does.
+            cost = _sq_distances(last_residuals[group], last_codebook)
+            codes[group, -1] = sinkhorn_assign(cost, epsilon, iters)
     return codes, rounds
+
+
+def _sq_distances(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    return (x * x).sum(1)[:, None] - 2 * x @ centers.T + (centers * centers).sum(1)[None, :]
 
 
 def add_disambiguation_level(codes: np.ndarray) -> np.ndarray:
