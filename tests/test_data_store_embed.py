@@ -59,6 +59,8 @@ class TfdsTest(absltest.TestCase):
     def test_round_trip_and_iterator_over_hosts(self):
         d, _ = generate(SyntheticConfig(num_users=300))
         path = prepare_tfds(d, self.create_tempdir().full_path)
+        # A second prepare in the same process (TFDS registers builders by name).
+        self.assertTrue(os.path.isdir(prepare_tfds(d, self.create_tempdir().full_path)))
         catalog, sources, meta = load_tfds(path)
         self.assertEqual(meta["name"], d.name)
         self.assertEqual(catalog.items, d.catalog.items)

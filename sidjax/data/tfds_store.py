@@ -12,8 +12,10 @@ stack into fixed-shape batches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
+import types
 
 import numpy as np
 
@@ -22,10 +24,14 @@ from sidjax.data.types import Catalog, Dataset, Item, Sample
 PAD = -1
 
 
+@functools.lru_cache(maxsize=None)
 def _builder_class():
     import tensorflow_datasets as tfds
 
-    class SidjaxSamples(tfds.core.GeneratorBasedBuilder):
+    # skip_registration: TFDS registers builders by class name at definition, and a
+    # second dataset (or a second prepare in one process) would collide; sidjax loads
+    # prepared data from its directory, never by registered name.
+    class SidjaxSamples(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """Sequential-recommendation samples of one sidjax Dataset."""
 
         VERSION = tfds.core.Version("1.0.0")
@@ -74,8 +80,9 @@ def _builder_name(dataset_name: str) -> str:
 def prepare_tfds(dataset: Dataset, data_dir: str, history_cap: int = 10) -> str:
     """Writes `dataset` as array_record TFDS files under data_dir; returns the dataset path."""
     base = _builder_class()
-    cls = type(_builder_name(dataset.name).title().replace("_", ""), (base,),
-               {"name": _builder_name(dataset.name)})
+    cls = types.new_class(_builder_name(dataset.name).title().replace("_", ""), (base,),
+                          {"skip_registration": True},
+                          lambda ns: ns.update(name=_builder_name(dataset.name)))
     builder = cls(dataset=dataset, history_cap=history_cap, data_dir=data_dir,
                   file_format="array_record")
     builder.download_and_prepare()
