@@ -1,0 +1,1 @@
+"""Decoding: SID constraint tables and constrained beam search (sampler to follow)."""
