@@ -37,16 +37,14 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (0-
 
 flags.mark_flags_as_required(["config"])
 
-# Environment variables that mean "this is one process of a multi-process job".
-_CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
-
-
 def _in_cluster() -> bool:
-    if any(os.environ.get(v) for v in _CLUSTER_ENV):
-        return "," in os.environ.get("TPU_WORKER_HOSTNAMES", ",") or bool(
-            os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("MEGASCALE_COORDINATOR_ADDRESS")
-        )
-    return int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    """True when the environment says this is one process of a multi-process job."""
+    env = os.environ
+    if env.get("JAX_COORDINATOR_ADDRESS") or env.get("MEGASCALE_COORDINATOR_ADDRESS"):
+        return True
+    if "," in env.get("TPU_WORKER_HOSTNAMES", ""):  # A multi-host TPU slice.
+        return True
+    return int(env.get("SLURM_NTASKS", "1")) > 1
 
 
 def maybe_initialize_distributed() -> None:

@@ -50,6 +50,19 @@ class CommandLineTest(absltest.TestCase):
                          os.path.join("workdir", "run1"))
 
 
+class ClusterDetectionTest(absltest.TestCase):
+
+    def test_in_cluster(self):
+        from unittest import mock
+
+        cases = [({}, False), ({"SLURM_NTASKS": "1"}, False), ({"SLURM_NTASKS": "4"}, True),
+                 ({"TPU_WORKER_HOSTNAMES": "t1"}, False), ({"TPU_WORKER_HOSTNAMES": "t1,t2"}, True),
+                 ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, True)]
+        for env, expected in cases:
+            with mock.patch.dict(os.environ, env, clear=True):
+                self.assertEqual(main_lib._in_cluster(), expected, env)
+
+
 class LibraryApiTest(absltest.TestCase):
 
     def test_load_config_with_overrides(self):
