@@ -1,7 +1,6 @@
 """The sampler against full forward passes: greedy, log-probs, top-k/top-p, seeds, stops."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 

@@ -1,7 +1,6 @@
 """Semantic IDs: quantiser math, k-means, Sinkhorn, collisions, RQ-VAE, the sid stage."""
 
 import itertools
-import json
 import os
 import tempfile
 
@@ -9,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
-from ml_collections import ConfigDict
 
 from sidjax.config_files import load_config
 from sidjax.data.minionerec import read_minionerec

@@ -1,7 +1,6 @@
 """Tokenizer training/loading, SID vocabulary extension, and the Qwen3 chat renderer."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 

@@ -6,7 +6,6 @@ import os
 import struct
 
 import chex
-import jax
 import numpy as np
 from absl.testing import absltest
 from jax.sharding import PartitionSpec as P

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Iterable, Sequence
 
+from sidjax.data.literals import parse_list
+
 
 class DataError(ValueError):
     """A data file is malformed: the message names file, line and field."""
@@ -48,8 +50,6 @@ def clean_description(description: str) -> str:
     """Description text as the method embeds it: list reprs joined, HTML removed."""
     text = description or ""
     if text.startswith("[") and text.endswith("]"):
-        from sidjax.data.literals import parse_list
-
         try:
             text = " ".join(str(x) for x in parse_list(text))
         except ValueError:
