@@ -31,11 +31,11 @@ def steps_per_sec(devices, steps: int) -> float:
         "train.num_steps": steps, "eval.every_steps": 0, "ckpt.every_steps": 0,
         "log.progress": False, "log.tensorboard": False, "log.every_steps": steps,
     })
-    data = regression.make_dataset(config.toy, config.toy.data_seed)
+    train, evals = regression.split_data(config.toy)
     mesh = mesh_lib.make_mesh({"data": -1}, devices=devices)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = Trainer(config, workdir, regression.make_task(config.toy, data), mesh=mesh)
-        result = trainer.fit(BatchIterator(data, config.train.batch_size, seed=0))
+        trainer = Trainer(config, workdir, regression.make_task(config.toy, evals), mesh=mesh)
+        result = trainer.fit(BatchIterator(train, config.train.batch_size, seed=0))
         trainer.close()
     return result.steps_per_sec
 

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 from absl.testing import absltest
 
-from sidjax.decode.sampler import left_pad, sample
+from sidjax.data.padding import left_pad
+from sidjax.decode.sampler import sample
 from sidjax.model.config import get_preset
 from sidjax.model.model import init_params
 from sidjax.model.transformer import Transformer

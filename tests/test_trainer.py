@@ -27,10 +27,8 @@ def toy_config(**overrides):
 
 
 def run_toy(config, workdir, task=None):
-    data = regression.make_dataset(config.toy, config.toy.data_seed)
-    n_eval = config.toy.num_eval
-    train = {k: v[n_eval:] for k, v in data.items()}
-    task = task or regression.make_task(config.toy, {k: v[:n_eval] for k, v in data.items()})
+    train, evals = regression.split_data(config.toy)
+    task = task or regression.make_task(config.toy, evals)
     trainer = trainer_lib.Trainer(config, workdir, task)
     result = trainer.fit(BatchIterator(train, config.train.batch_size, seed=config.seed))
     trainer.close()

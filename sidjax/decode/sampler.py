@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sidjax.data.padding import left_pad
 from sidjax.model.config import ModelConfig
 from sidjax.model.transformer import Transformer, init_cache
 from sidjax.train.mesh import batch_sharding
@@ -86,26 +87,6 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
              jnp.zeros((b, max_new_tokens), jnp.float32), jnp.zeros(b, bool))
     _, _, _, tokens, logps, _ = jax.lax.while_loop(cond, body, state)
     return tokens, logps
-
-
-def bucket_length(n: int, smallest: int = 16) -> int:
-    length = smallest
-    while length < n:
-        length *= 2
-    return length
-
-
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, length: int | None = None):
-    """Token lists -> left-padded [B, bucket] ids and validity mask."""
-    length = length or bucket_length(max(len(p) for p in prompts))
-    tokens = np.full((len(prompts), length), pad_id, np.int32)
-    valid = np.zeros((len(prompts), length), bool)
-    for row, p in enumerate(prompts):
-        if len(p) > length:
-            raise ValueError(f"Prompt {row} has {len(p)} tokens, more than the length {length}.")
-        tokens[row, length - len(p):] = p
-        valid[row, length - len(p):] = True
-    return tokens, valid
 
 
 def sample(config: ModelConfig, params, prompts: Sequence[Sequence[int]], rng: jax.Array,

@@ -14,18 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sidjax.data.padding import bucket_length, left_pad
 from sidjax.model.hf import load_hf_model
 from sidjax.model.tokenizer import load_tokenizer
 from sidjax.model.transformer import Transformer
 from sidjax.train.mesh import batch_sharding, batch_divisor
-
-
-def bucket_length(n: int, max_len: int, smallest: int = 32) -> int:
-    """Next power of two >= n (at least `smallest`, at most max_len)."""
-    length = smallest
-    while length < n:
-        length *= 2
-    return min(length, max_len)
 
 
 @functools.lru_cache(maxsize=4)
@@ -59,12 +52,9 @@ def llm_embeddings(texts: list[str], model_path: str, max_len: int = 512, batch_
     out = np.zeros((len(texts), model.config.hidden_size), np.float32)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        length = bucket_length(max(len(encoded[i]) for i in idx), max_len)
-        tokens = np.full((batch_size, length), tokenizer.pad_token_id, np.int32)
-        valid = np.zeros((batch_size, length), bool)
-        for row, i in enumerate(idx):  # Left padding, as everywhere in sidjax.
-            tokens[row, length - len(encoded[i]):] = encoded[i]
-            valid[row, length - len(encoded[i]):] = True
+        batch = [encoded[i] for i in idx]
+        length = bucket_length(max(len(e) for e in batch), smallest=32, largest=max_len)
+        tokens, valid = left_pad(batch, tokenizer.pad_token_id, length, rows=batch_size)
         if mesh is not None:
             tokens = jax.device_put(tokens, batch_sharding(mesh, 2))
             valid = jax.device_put(valid, batch_sharding(mesh, 2))

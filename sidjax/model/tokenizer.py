@@ -22,7 +22,6 @@ from typing import Iterable, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
 
 from sidjax.model import chat
 from sidjax.model.model import Model, param_shardings
@@ -118,10 +117,7 @@ def add_sid_tokens(tokenizer, model: Model, tokens: Sequence[str], seed: int = 0
         params["lm_head"] = _grow(head.T, rows, ids, reference_rows, rng, noise_scale).T.copy()
     config = config.replace(vocab_size=rows)
     if model.mesh is not None:
-        shardings = param_shardings(config, model.mesh)
-        params = jax.tree.map(
-            lambda x, s: x if isinstance(x, jax.Array) and x.sharding == s else jax.device_put(x, s),
-            params, shardings, is_leaf=lambda x: isinstance(x, NamedSharding))
+        params = jax.device_put(params, param_shardings(config, model.mesh))
     else:
         params = jax.tree.map(jax.numpy.asarray, params)
     return tokenizer, Model(config=config, params=params, mesh=model.mesh), ids.tolist()

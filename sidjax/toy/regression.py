@@ -34,6 +34,13 @@ def make_dataset(cfg: ConfigDict, seed: int) -> dict[str, np.ndarray]:
     return {"x": x, "y": y.astype(np.float32)}  # y: [N, O]
 
 
+def split_data(cfg: ConfigDict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(train, eval): the first `num_eval` examples are held out for evaluation."""
+    data = make_dataset(cfg, cfg.data_seed)
+    return ({k: v[cfg.num_eval:] for k, v in data.items()},
+            {k: v[:cfg.num_eval] for k, v in data.items()})
+
+
 def init_params(cfg: ConfigDict, rng: jax.Array) -> dict[str, jax.Array]:
     k1, k2 = jax.random.split(rng)
     return {
@@ -74,10 +81,7 @@ def make_task(cfg: ConfigDict, eval_data: dict[str, np.ndarray]) -> Task:
 
 def train_and_evaluate(config: ConfigDict, workdir: str) -> TrainResult:
     """Trains the toy model under `config` in `workdir`; resumes if a checkpoint is there."""
-    data = make_dataset(config.toy, config.toy.data_seed)
-    n_eval = config.toy.num_eval
-    train = {k: v[n_eval:] for k, v in data.items()}
-    evals = {k: v[:n_eval] for k, v in data.items()}
+    train, evals = split_data(config.toy)
     trainer = Trainer(config, workdir, make_task(config.toy, evals))
     batches = BatchIterator(train, config.train.batch_size, seed=config.seed)
     result = trainer.fit(batches)
