@@ -13,6 +13,10 @@ from ml_collections import ConfigDict
 
 STAGES: dict[str, str] = {
     "toy_regression": "sidjax.toy.regression:train_and_evaluate",
+    "sft": "sidjax.sft.stage:train_and_evaluate",
+    "eval": "sidjax.eval.stage:train_and_evaluate",
+    "grpo": "sidjax.rl.stage:train_and_evaluate",
+    "pipeline": "sidjax.pipeline.run:train_and_evaluate",
     "prepare_data": "sidjax.data.prepare:train_and_evaluate",
     "sid": "sidjax.sid.stage:train_and_evaluate",
 }

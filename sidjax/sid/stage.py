@@ -7,7 +7,9 @@ Writes into workdir/sid/:
   sid_report.json     utilisation and perplexity per level, collisions before and after
                       handling, reconstruction MSE, timings
   sid_code_usage.png  per-level code usage (with matplotlib)
-A finished stage (sid_report.json present) is skipped on rerun.
+  dataset.json        the dataset's name and prompt noun (read back by `sid_dataset`)
+A finished stage (sid_report.json present) is skipped on rerun. Method `given` keeps
+SIDs the source already has (e.g. the released MiniOneRec index files).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sidjax.sid.rqkmeans import fit_rqkmeans
 from sidjax.train import checkpoint as ckpt_lib
 from sidjax.train.trainer import Trainer
 
-METHODS = ("rqvae", "rqkmeans", "rqkmeans_balanced")
+METHODS = ("rqvae", "rqkmeans", "rqkmeans_balanced", "given")
 COLLISIONS = ("sinkhorn", "extra_level", "none")
 
 
@@ -102,6 +104,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         with open(report_path) as f:
             return json.load(f)
     dataset = load_dataset(config.data)
+    if cfg.method == "given":
+        return _given_sids(dataset, out_dir)
     x = embed_catalog(dataset.catalog, config.embed, os.path.join(workdir, "embeddings"))
     if cfg.standardize:
         x = standardize(x)
@@ -120,7 +124,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     codes, info = assign_sids(z, codebooks, cfg)
     extra.update(info, collision_handling=cfg.collisions, embed_encoder=config.embed.encoder)
     catalog = dataset.catalog.with_sids(collisions.sid_tokens(codes))
-    write_minionerec(dataclasses.replace(dataset, catalog=catalog), os.path.join(out_dir, "data"))
+    _write_dataset(dataclasses.replace(dataset, catalog=catalog), out_dir)
     report = sid_report(codes, cfg.codes, mse, **extra)
     write_report(report, out_dir)
     logging.info("SIDs for %d items: collision rate %.4f (before handling %.4f), level use %s, "
@@ -128,3 +132,53 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                  info["before_collision_handling"]["collision_rate"],
                  [level["used"] for level in report["levels"]], report["sid_tokens"])
     return report
+
+
+def _write_dataset(dataset, out_dir: str) -> None:
+    write_minionerec(dataset, os.path.join(out_dir, "data"))
+    with open(os.path.join(out_dir, "dataset.json"), "w") as f:
+        json.dump({"name": dataset.name, "category_noun": dataset.category_noun}, f)
+
+
+def _given_sids(dataset, out_dir: str) -> dict:
+    if not dataset.catalog.has_sids:
+        raise ValueError(f"config.sid.method='given' but dataset '{dataset.name}' has items "
+                         "without SIDs; use method rqvae/rqkmeans or a source with an index.json.")
+    os.makedirs(out_dir, exist_ok=True)
+    _write_dataset(dataset, out_dir)
+    codes = np.asarray([[int(t.split("_")[1].rstrip(">")) for t in item.sid]
+                        for item in dataset.catalog.items])
+    report = sid_report(codes, int(codes.max()) + 1, None, method="given")
+    write_report(report, out_dir)
+    return report
+
+
+def sid_dataset(config: ConfigDict, workdir: str):
+    """The dataset with SIDs that later stages train on: workdir/sid/data, built (by running
+    this stage) when missing."""
+    from sidjax.data.minionerec import read_minionerec
+
+    out_dir = os.path.join(workdir, "sid")
+    meta_path = os.path.join(out_dir, "dataset.json")
+    if not os.path.exists(meta_path):
+        train_and_evaluate(_sid_run_config(config), workdir)
+    with open(meta_path) as f:
+        meta = json.load(f)
+    dataset = read_minionerec(os.path.join(out_dir, "data"), meta["name"])
+    return dataclasses.replace(dataset, category_noun=meta["category_noun"])
+
+
+def _sid_run_config(config: ConfigDict) -> ConfigDict:
+    """An LLM config's `sid_train` section -> the trainer fields of configs/rqvae.py."""
+    if "sid_train" not in config:
+        return config
+    run = ConfigDict(config.to_dict())
+    run.train.num_steps = config.sid_train.num_steps
+    run.train.batch_size = config.sid_train.batch_size
+    run.train.micro_batches = 1
+    run.optim.update(lr=1e-3, weight_decay=0.0, grad_clip=0.0, schedule="constant",
+                     warmup_steps=0)
+    run.eval.update(every_steps=max(1, config.sid_train.num_steps // 4),
+                    metric="collision_rate", mode="min", patience=0)
+    run.ckpt.every_steps = 0
+    return run

@@ -54,6 +54,8 @@ class Task:
     post_eval_fn: (params, step) -> new params or None, run after each evaluation (and after
       the best checkpoint is saved), e.g. to re-seed dead codebook entries. Derive any
       randomness from `step` so resumed runs stay exact.
+    initial_params: concrete params (e.g. a loaded HF checkpoint with SID rows added) used
+      instead of `init_params` on a fresh start; `init_params` then only supplies shapes.
     """
 
     init_params: Callable[[jax.Array], Any]
@@ -61,6 +63,7 @@ class Task:
     partition_rules: partition.Rules
     eval_fn: Callable[[Any], Mapping[str, float]] | None = None
     post_eval_fn: Callable[[Any, int], Any] | None = None
+    initial_params: Any = None
 
 
 class NonFiniteError(FloatingPointError):
@@ -323,6 +326,15 @@ class Trainer:
                     opt_state=jax.jit(self.tx.init, out_shardings=self.shardings.opt_state)(params),
                 )
                 logging.info("Initialised params from %s.", self.config.ckpt.init_from)
+            elif self.task.initial_params is not None:
+                params = jax.device_put(self.task.initial_params, self.shardings.params)
+                self.state = TrainState(  # Same rng split as `create`, no random params built.
+                    step=jax.device_put(jnp.zeros((), jnp.int32), self.shardings.step),
+                    params=params,
+                    opt_state=jax.jit(self.tx.init, out_shardings=self.shardings.opt_state)(params),
+                    rng=jax.device_put(jax.random.split(self._rng)[1], self.shardings.rng),
+                )
+                logging.info("Fresh start from the task's initial params.")
             else:
                 self.state = self._create(self._rng)
                 logging.info("Fresh start (no checkpoint in %s).", self.manager.directory)

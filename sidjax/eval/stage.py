@@ -1,0 +1,122 @@
+"""The `eval` stage: every trained model of the workdir (or given ones) and the baselines.
+
+Writes workdir/eval/:
+  results.json                 one entry per evaluated model and baseline
+  results.md                   the same as a Markdown table
+  predictions_<label>.jsonl    per example: history titles, reasoning, top-K SIDs with
+                               titles, scores, hit rank
+
+Which models: `config.evaluation.models` as 'label=path[:mode],...', or by default each
+stage export present in the workdir, in its natural mode (sft: non-thinking; reason
+and grpo: thinking). Entries already in results.json (same path, mode, split and
+example count) are not evaluated again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import logging
+from ml_collections import ConfigDict
+
+from sidjax.eval.evaluate import MODES, baseline_metrics, evaluate_model
+from sidjax.eval.metrics import KS
+
+STAGE_MODELS = (("stage1", "sft", "nonthinking"), ("stage2", "reason", "thinking"),
+                ("stage3", "grpo", "thinking"))
+
+
+def default_eval_config() -> ConfigDict:
+    return ConfigDict({
+        "models": "",  # 'label=path[:mode],...'; '' = the workdir's stage exports.
+        "split": "test",
+        "max_examples": 0,  # 0 = the whole split (as the method scores it).
+        "beam": 10,
+        "batch_size": 16,
+        "max_reasoning_tokens": 1024,
+        "renormalize": False,
+        "dtype": "float32",
+        "seed": 0,
+    })
+
+
+def _models(config: ConfigDict, workdir: str) -> list[tuple[str, str, str]]:
+    spec = config.evaluation.models
+    if not spec:
+        return [(label, os.path.join(workdir, d, "export"), mode) for label, d, mode in
+                STAGE_MODELS if os.path.isdir(os.path.join(workdir, d, "export"))]
+    out = []
+    for entry in spec.split(","):
+        label, _, rest = entry.partition("=")
+        path, _, mode = rest.rpartition(":") if rest.endswith(MODES) else (rest, "", "")
+        mode = mode or "nonthinking"
+        if not label or not path:
+            raise ValueError(f"config.evaluation.models entry '{entry}': use label=path[:mode].")
+        out.append((label.strip(), path.strip(), mode))
+    return out
+
+
+def markdown_table(entries: list[dict], ks=KS) -> str:
+    head = ["model", "mode"] + [f"HR@{k}" for k in ks] + [f"NDCG@{k}" for k in ks] + [
+        "invalid", "reasoning tokens"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in entries:
+        m = e["metrics"]
+        cells = [e["label"], e.get("mode", "-")] + [f"{m[f'hr@{k}']:.4f}" for k in ks] + [
+            f"{m[f'ndcg@{k}']:.4f}" for k in ks] + [
+            f"{m['invalid_rate']:.3f}" if "invalid_rate" in m else "-",
+            f"{m['mean_reasoning_tokens']:.1f}" if m.get("mean_reasoning_tokens") else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
+    from sidjax.sft.stage import load_export
+    from sidjax.sid.stage import sid_dataset
+
+    cfg = config.evaluation
+    out_dir = os.path.join(workdir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    results_path = os.path.join(out_dir, "results.json")
+    entries = []
+    if os.path.exists(results_path):
+        with open(results_path) as f:
+            entries = json.load(f)["entries"]
+    dataset = sid_dataset(config, workdir)
+    samples = list(dataset.split(cfg.split))
+    if cfg.max_examples and len(samples) > cfg.max_examples:
+        samples = samples[:cfg.max_examples]
+    catalog, train = dataset.catalog, dataset.split("train")
+    done = {(e["label"], e.get("path"), e.get("mode"), e["split"], e["metrics"]["examples"])
+            for e in entries}
+    by_label = {e["label"]: e for e in entries}
+    for kind, metrics in baseline_metrics(catalog, train, samples, cfg.beam, cfg.seed).items():
+        metrics["examples"] = len(samples)
+        by_label[kind] = {"label": kind, "split": cfg.split, "mode": "-", "metrics": metrics}
+    for label, path, mode in _models(config, workdir):
+        if (label, path, mode, cfg.split, len(samples)) in done:
+            logging.info("eval: %s (%s) already in %s.", label, mode, results_path)
+            continue
+        model, tokenizer = load_export(path, dtype=cfg.dtype)
+        result = evaluate_model(model, tokenizer, catalog, samples, mode, cfg.beam,
+                                cfg.batch_size, cfg.max_reasoning_tokens, cfg.renormalize)
+        logging.info("eval: %s (%s) on %d %s examples: HR@10 %.4f NDCG@10 %.4f in %.0fs.",
+                     label, mode, len(samples), cfg.split, result.metrics.get("hr@10", 0.0),
+                     result.metrics.get("ndcg@10", 0.0), result.metrics["seconds"])
+        with open(os.path.join(out_dir, f"predictions_{label}.jsonl"), "w") as f:
+            for record in result.predictions:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        by_label[label] = {"label": label, "path": path, "mode": mode, "split": cfg.split,
+                           "metrics": result.metrics}
+    order = ["popularity", "random"] + [m[0] for m in STAGE_MODELS]
+    entries = sorted(by_label.values(), key=lambda e: (order.index(e["label"])
+                                                       if e["label"] in order else 99,
+                                                       e["label"]))
+    with open(results_path, "w") as f:
+        json.dump({"entries": entries}, f, indent=1)
+    table = markdown_table(entries)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(table)
+    logging.info("Results (%s split, %d examples):\n%s", cfg.split, len(samples), table)
+    return {"entries": entries, "table": table}

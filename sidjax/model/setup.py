@@ -1,0 +1,60 @@
+"""The LLM a training stage starts from: a local HF checkpoint, or a from-scratch CPU model.
+
+Either way the result has the catalog's SID tokens in its vocabulary (added with
+`add_sid_tokens`, which skips tokens a checkpoint already has, e.g. a stage-1 export).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import jax
+from absl import logging
+from ml_collections import ConfigDict
+
+from sidjax.model.config import get_preset
+from sidjax.model.model import Model, init_params
+from sidjax.model.tokenizer import add_sid_tokens, load_tokenizer, train_tokenizer
+
+
+def default_model_config() -> ConfigDict:
+    return ConfigDict({
+        # A local HF model directory (config.json + *.safetensors + tokenizer files), e.g.
+        # Qwen3-1.7B. Empty: a from-scratch `preset` model with a tokenizer trained on the
+        # stage's texts.
+        "hf_path": "",
+        "preset": "tiny",
+        "tokenizer_vocab": 1024,
+        "dtype": "float32",  # Param and compute dtype ('bfloat16' on accelerators).
+        "remat": "none",
+        "sid_noise_scale": 0.1,
+    })
+
+
+def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str], seed: int = 0,
+              mesh=None, tokenizer_dir: str | None = None) -> tuple[Model, object]:
+    """-> (Model with SID rows, tokenizer with SID tokens)."""
+    if cfg.hf_path:
+        from sidjax.model.hf import load_hf_model
+
+        if not os.path.isdir(cfg.hf_path):
+            raise FileNotFoundError(f"config.model.hf_path='{cfg.hf_path}' is not a directory; "
+                                    "point it at a local HF checkpoint (config.json, "
+                                    "*.safetensors and tokenizer files).")
+        model = load_hf_model(cfg.hf_path, dtype=cfg.dtype, mesh=mesh, remat=cfg.remat)
+        tokenizer = load_tokenizer(cfg.hf_path)
+        logging.info("Loaded %s (%d params).", cfg.hf_path, model.config.num_params())
+    else:
+        tokenizer = train_tokenizer(corpus, int(cfg.tokenizer_vocab), tokenizer_dir)
+        vocab = -(-len(tokenizer) // 64) * 64
+        config = get_preset(cfg.preset, vocab_size=vocab, param_dtype=cfg.dtype, dtype=cfg.dtype,
+                            remat=cfg.remat, eos_token_id=tokenizer.eos_token_id)
+        params = jax.jit(init_params, static_argnums=0)(config, jax.random.PRNGKey(seed))
+        model = Model(config=config, params=params, mesh=None)
+        logging.info("From-scratch '%s' model: %d params, tokenizer of %d tokens.", cfg.preset,
+                     config.num_params(), len(tokenizer))
+    tokenizer, model, added = add_sid_tokens(tokenizer, model, list(sid_tokens), seed=seed,
+                                             noise_scale=float(cfg.sid_noise_scale))
+    logging.info("Added %d SID tokens; vocabulary rows %d.", len(added), model.config.vocab_size)
+    return model, tokenizer

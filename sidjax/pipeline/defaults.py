@@ -1,0 +1,111 @@
+"""One config layout shared by the LLM stages (sft, reason, grpo, eval, the pipeline).
+
+Every LLM config file starts from `llm_config(variant)`, so the stages of one run read
+the same data/sid/model fields and write into one workdir (workdir/<name>):
+sid/ (SIDs), teacher/ (corpora), sft/, reason/, grpo/ (each with export/), eval/.
+
+Variants:
+  ''          the synthetic default store and a from-scratch `tiny` model (CPU, minutes)
+  tiny        a smaller store and short runs (CI)
+  industrial  the real Industrial_and_Scientific MiniOneRec files with their released
+              SIDs and the paper's hyperparameters; set --config.model.hf_path
+"""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+from sidjax.data.sources import default_data_config
+from sidjax.data.teacher import default_teacher_config
+from sidjax.embed.encoders import default_embed_config
+from sidjax.eval.stage import default_eval_config
+from sidjax.model.setup import default_model_config
+from sidjax.rl.stage import default_grpo_config
+from sidjax.sft.stage import default_sft_config
+from sidjax.sid.stage import default_sid_config
+from sidjax.train.defaults import base_config
+
+VARIANTS = ("", "tiny", "industrial")
+
+
+def _stage_optim(config: ConfigDict, stage: int) -> None:
+    """The method's optimiser per stage (sections 6-8)."""
+    config.optim.weight_decay = 0.0
+    config.optim.grad_clip = 1.0
+    config.optim.schedule = "linear"
+    if stage == 1:
+        config.optim.lr, config.optim.warmup_steps, config.eval.patience = 3e-4, 20, 3
+    elif stage == 2:
+        config.optim.lr, config.optim.warmup_steps, config.eval.patience = 1e-5, 10, 5
+    else:
+        config.optim.lr, config.optim.warmup_steps = 5e-7, 0
+        config.optim.schedule, config.optim.weight_decay = "constant", 0.01
+
+
+def llm_config(variant: str | None, stage: int) -> ConfigDict:
+    """stage: 1 (sft), 2 (reason), 3 (grpo), 0 (eval only)."""
+    variant = variant or ""
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown config variant '{variant}'; use one of {VARIANTS[1:]} or none.")
+    config = base_config()
+    config.name = "sidreasoner" + (f"_{variant}" if variant else "")
+    config.data = default_data_config()
+    config.embed = default_embed_config()
+    config.sid = default_sid_config()
+    config.teacher = default_teacher_config()
+    config.model = default_model_config()
+    config.sft = default_sft_config(max(min(stage, 2), 1))
+    config.grpo = default_grpo_config()
+    config.evaluation = default_eval_config()
+    _stage_optim(config, stage)
+    config.train.num_steps = -1  # SFT: from config.sft.epochs; GRPO: from grpo.steps.
+    config.eval.every_steps = -1  # -1: every epoch.
+    config.eval.metric = "valid/sid_loss" if stage in (1, 2) else ""
+    config.eval.mode = "min"
+    config.ckpt.every_steps = 0
+    config.ckpt.keep = 1
+    config.log.every_steps = 20
+
+    if variant in ("", "tiny"):
+        # CPU scale: the synthetic store, RQ-VAE as in configs/rqvae.py, a from-scratch model.
+        config.sid.codes = 64
+        config.sid.kmeans_iters = 50
+        config.sid_train = ConfigDict({"num_steps": 1000, "batch_size": 256})
+        config.sft.max_len = 256
+        config.sft.general_max_len = 256
+        config.sft.eval_examples = 512
+        config.teacher.max_narratives = 3000
+        config.train.batch_size = 64
+        if stage == 1:
+            config.optim.lr, config.optim.warmup_steps = 2e-3, 50
+            config.sft.epochs = 2
+        elif stage == 2:
+            config.optim.lr, config.optim.warmup_steps = 5e-4, 10
+            config.sft.epochs = 2
+        else:
+            config.optim.lr = 2e-5
+    if variant == "tiny":
+        config.data.synthetic.num_users = 400
+        config.embed.dim = 32
+        config.sid.codes = 16
+        config.sid.hidden = (64, 32)
+        config.sid.e_dim = 8
+        config.sid.kmeans_iters = 20
+        config.sid_train = ConfigDict({"num_steps": 150, "batch_size": 64})
+        config.teacher.max_narratives = 300
+        config.sft.general_template_chats = 50
+        config.sft.eval_examples = 64
+        config.sft.feat_eval_examples = 32
+        config.sft.epochs = 1
+        config.train.batch_size = 32
+    if variant == "industrial":
+        config.data.source = "minionerec"
+        config.data.path = "../shared/data/amazon18"
+        config.data.category = "Industrial_and_Scientific"
+        config.sid.method = "given"
+        config.sid_train = ConfigDict({"num_steps": 0, "batch_size": 0})
+        config.model.preset = "small"
+        config.model.tokenizer_vocab = 8192
+        config.train.batch_size = 1024
+        config.sft.max_len = 1024
+    return config

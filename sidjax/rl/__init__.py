@@ -1,0 +1,1 @@
+"""Stage 3: rewards, GRPO math and the rollout + update loop."""

@@ -1,0 +1,162 @@
+"""Tokenised SFT examples (cached on disk) and batches in a few static lengths.
+
+Examples are tokenised once (`tokenize_cached`, keyed by a hash of the texts and the
+tokenizer) and stored flat. `BucketIterator` groups them by power-of-two length bucket,
+so the jitted step compiles once per bucket, and yields left-padded batches:
+
+  tokens [B, L] int32, valid [B, L] bool, loss_mask [B, L] bool (True: token is a label),
+  task [B] int32 (index into the task names, for the per-task loss breakdown)
+
+Like `BatchIterator`, its state is the number of batches produced (exact resume), every
+process computes the same schedule from (seed, epoch) and reads only its rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Mapping, Sequence
+
+import jax
+import numpy as np
+
+from sidjax.data.padding import bucket_length, left_pad
+from sidjax.data.tasks import Example, encode
+
+
+@dataclasses.dataclass
+class TokenizedSet:
+    ids: list[np.ndarray]  # per example [T] int32
+    masks: list[np.ndarray]  # per example [T] bool
+    task: np.ndarray  # [N] int32
+    task_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def supervised_tokens(self) -> int:
+        return int(sum(m.sum() for m in self.masks))
+
+
+def _key(examples: Sequence[Example], tokenizer, max_len: int) -> str:
+    h = hashlib.sha256(f"{max_len}|{len(tokenizer)}|{tokenizer.name_or_path}".encode())
+    for token, index in sorted(tokenizer.get_vocab().items())[:: max(1, len(tokenizer) // 512)]:
+        h.update(f"{token}{index}".encode())
+    for e in examples:
+        h.update(f"{e.task}\0{e.prefix}\0{e.target}\0{e.suffix}\0{e.supervise_suffix}\1".encode())
+    return h.hexdigest()[:16]
+
+
+def tokenize_cached(examples: Sequence[Example], tokenizer, max_len: int,
+                    task_names: Sequence[str], cache_dir: str | None = None) -> TokenizedSet:
+    """Tokenises examples (or loads them from cache_dir/tokens_<hash>.npz)."""
+    task_index = {name: i for i, name in enumerate(task_names)}
+    path = None
+    if cache_dir:
+        path = os.path.join(cache_dir, f"tokens_{_key(examples, tokenizer, max_len)}.npz")
+        if os.path.exists(path):
+            data = np.load(path)
+            splits = np.cumsum(data["lengths"])[:-1]
+            return TokenizedSet(np.split(data["ids"], splits), np.split(data["masks"], splits),
+                                data["task"], tuple(task_names))
+    ids, masks = encode(tokenizer, examples, max_len) if examples else ([], [])
+    task = np.asarray([task_index[e.task] for e in examples], np.int32)
+    out = TokenizedSet(ids, masks, task, tuple(task_names))
+    if path:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, ids=np.concatenate(ids) if ids else np.zeros(0, np.int32),
+                 masks=np.concatenate(masks) if masks else np.zeros(0, bool),
+                 lengths=np.asarray([len(x) for x in ids], np.int64), task=task)
+        os.replace(tmp, path)
+    return out
+
+
+def make_batch(data: TokenizedSet, rows: Sequence[int], pad_id: int, length: int,
+               num_rows: int | None = None) -> dict[str, np.ndarray]:
+    """Rows of `data` as one left-padded batch (extra all-padding rows up to num_rows)."""
+    tokens, valid = left_pad([data.ids[i] for i in rows], pad_id, length, num_rows)
+    mask, _ = left_pad([data.masks[i].astype(np.int32) for i in rows], 0, length, num_rows)
+    task = np.zeros(num_rows or len(rows), np.int32)
+    task[:len(rows)] = data.task[list(rows)]
+    return {"tokens": tokens, "valid": valid, "loss_mask": mask.astype(bool), "task": task}
+
+
+class BucketIterator:
+    """Shuffled batches of equal-bucket examples; resumable; per-process rows."""
+
+    def __init__(self, data: TokenizedSet, global_batch_size: int, pad_id: int, seed: int,
+                 smallest: int = 32, largest: int | None = None,
+                 process_index: int | None = None, process_count: int | None = None):
+        self.data, self.pad_id, self.seed = data, int(pad_id), int(seed)
+        self.process_index = jax.process_index() if process_index is None else process_index
+        self.process_count = jax.process_count() if process_count is None else process_count
+        if global_batch_size % self.process_count:
+            raise ValueError(f"Global batch size {global_batch_size} does not divide by the "
+                             f"{self.process_count} processes.")
+        self.global_batch_size = int(global_batch_size)
+        self.local = self.global_batch_size // self.process_count
+        lengths = np.asarray([len(x) for x in data.ids])
+        self.buckets: dict[int, np.ndarray] = {}
+        for i, n in enumerate(lengths):
+            self.buckets.setdefault(bucket_length(int(n), smallest, largest), []).append(i)
+        self.buckets = {k: np.asarray(v) for k, v in sorted(self.buckets.items())}
+        self.batches_per_epoch = sum(len(v) // self.global_batch_size
+                                     for v in self.buckets.values())
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"{len(data)} examples make no full batch of {global_batch_size} in "
+                             f"any length bucket {sorted(self.buckets)}; lower "
+                             "config.train.batch_size.")
+        self.batches_done = 0
+        self._epoch, self._schedule = -1, []
+
+    def _epoch_schedule(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            schedule = []
+            for length, rows in self.buckets.items():
+                rows = rng.permutation(rows)
+                for b in range(len(rows) // self.global_batch_size):
+                    schedule.append((length, rows[b * self.global_batch_size:
+                                                  (b + 1) * self.global_batch_size]))
+            self._schedule = [schedule[i] for i in rng.permutation(len(schedule))]
+            self._epoch = epoch
+        return self._schedule
+
+    @property
+    def epoch(self) -> int:
+        return self.batches_done // self.batches_per_epoch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        epoch, within = divmod(self.batches_done, self.batches_per_epoch)
+        length, rows = self._epoch_schedule(epoch)[within]
+        rows = rows[self.process_index * self.local:(self.process_index + 1) * self.local]
+        self.batches_done += 1
+        return make_batch(self.data, rows, self.pad_id, length)
+
+    def get_state(self) -> dict:
+        return {"batches_done": self.batches_done, "seed": self.seed}
+
+    def set_state(self, state: Mapping) -> None:
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(f"Checkpointed data iterator used seed {state['seed']} but this run "
+                             f"uses {self.seed}; resume with the same config.seed.")
+        self.batches_done = int(state["batches_done"])
+
+
+def eval_batches(data: TokenizedSet, batch_size: int, pad_id: int, smallest: int = 32
+                 ) -> list[dict[str, np.ndarray]]:
+    """Every example once, in fixed-size batches per length bucket (padding rows have no
+    supervised tokens, so they do not change sums)."""
+    lengths = np.asarray([len(x) for x in data.ids])
+    order = np.argsort(lengths, kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        length = bucket_length(int(lengths[rows].max()), smallest)
+        batches.append(make_batch(data, rows, pad_id, length, batch_size))
+    return batches

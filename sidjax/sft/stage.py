@@ -1,0 +1,231 @@
+"""Stages 1 and 2: SID-language alignment SFT and reasoning activation, on the shared trainer.
+
+Stage 1 (`configs/sft.py`) trains the method's nine-task mixture; stage 2
+(`configs/reason.py`) trains `<think>reasoning</think>\\n\\nSID` responses from the stage-1
+export. Both select the best checkpoint by the non-thinking next-SID loss on the valid
+split (`valid/sid_loss`, early stopping with `config.eval.patience`) and also log the
+title2sid / sid2title losses. Outputs in workdir/<config.sft.dir>/:
+
+  export/        the best checkpoint as an HF model directory + tokenizer (SID tokens
+                 included): the next stage's input, loadable by transformers
+  ckpt/, best/   trainer checkpoints;   tokens_*.npz  the tokenisation cache
+  summary.json   wall time, steps, best/final validation losses, per-task train losses
+
+Where the workdir has no SIDs yet, the `sid` stage runs first; where no teacher corpora
+are given, the teacher synthesiser writes them into workdir/teacher/.
+A finished stage (summary.json present) is skipped on rerun.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from ml_collections import ConfigDict
+
+from sidjax.data import corpora as corpora_lib
+from sidjax.data import tasks as tasks_lib
+from sidjax.data.teacher import synthesize_corpora, template_general_chats
+from sidjax.model.hf import load_hf_model, save_hf_model
+from sidjax.model.model import Model, init_params
+from sidjax.model.setup import build_llm
+from sidjax.model.sharding import PARTITION_RULES
+from sidjax.model.tokenizer import load_tokenizer, sid_tokens
+from sidjax.sft.batches import BucketIterator, eval_batches, tokenize_cached
+from sidjax.sft.loss import lm_loss
+from sidjax.sid.stage import sid_dataset
+from sidjax.train import checkpoint as ckpt_lib
+from sidjax.train.trainer import Task, Trainer
+
+EXPORT_DIR = "export"
+
+
+def default_sft_config(stage: int = 1) -> ConfigDict:
+    return ConfigDict({
+        "stage": stage,
+        "dir": "sft" if stage == 1 else "reason",
+        # Stage 2 starts from this HF directory; '' = <workdir>/sft/export (stage 1's output).
+        "init_from": "",
+        "epochs": 10 if stage == 1 else 5,  # Used when config.train.num_steps <= 0.
+        "max_len": 1024,  # Truncation keeps the last max_len tokens.
+        "general_max_len": 3072,
+        "weights": {name: 1.0 for name in tasks_lib.STAGE1_TASKS},
+        "eval_batch_size": 64,
+        "eval_examples": 0,  # Cap on valid rows for the validation loss (0 = all).
+        "feat_eval_examples": 256,  # title2sid / sid2title rows logged at each eval.
+        # Teacher corpora and general chats: '' = synthesised into <workdir>/teacher/.
+        "item_enriched_path": "", "narrative_path": "", "general_path": "",
+        "general_limit": 60000, "general_template_chats": 500,
+    })
+
+
+def _teacher_corpora(config: ConfigDict, dataset, workdir: str) -> dict[str, str]:
+    cfg = config.sft
+    paths = {"item_enriched": cfg.item_enriched_path, "narrative": cfg.narrative_path}
+    if not all(paths.values()):
+        out_dir = os.path.join(workdir, "teacher")
+        made = {"item_enriched": corpora_lib.item_enhanced_path(out_dir, dataset.name),
+                "narrative": corpora_lib.narrative_path(out_dir, dataset.name)}
+        if not all(os.path.exists(p) for p in made.values()):
+            start = time.time()
+            synthesize_corpora(dataset, out_dir, config.teacher)
+            logging.info("Teacher corpora (%s) written to %s in %.1fs.", config.teacher.backend,
+                         out_dir, time.time() - start)
+        paths = {k: v or made[k] for k, v in paths.items()}
+    for key, path in paths.items():
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"config.sft.{key}_path='{path}' does not exist.")
+    return paths
+
+
+def build_examples(config: ConfigDict, dataset, workdir: str) -> dict[str, list]:
+    """The stage's training tasks (name -> examples)."""
+    cfg = config.sft
+    paths = _teacher_corpora(config, dataset, workdir)
+    rows = corpora_lib.read_narratives(paths["narrative"])
+    if cfg.stage == 2:
+        return {"reasoning": tasks_lib.reasoning_activation(rows)}
+    chats = (corpora_lib.read_general_chats(cfg.general_path, cfg.general_limit)
+             if cfg.general_path else template_general_chats(cfg.general_template_chats,
+                                                             config.seed))
+    corpus = {"item_enriched": list(corpora_lib.read_item_enhanced(paths["item_enriched"])
+                                    .values()),
+              "narrative": [r["integrated_narrative"] for r in rows],
+              "general_reasoning": chats}
+    return tasks_lib.stage1_examples(dataset, "train", corpus)
+
+
+def _eval_sets(dataset, rng_seed: int, cfg: ConfigDict) -> dict[str, list]:
+    catalog = dataset.catalog
+    valid = list(dataset.split("valid"))
+    if cfg.eval_examples and len(valid) > cfg.eval_examples:
+        keep = np.random.default_rng(rng_seed).choice(len(valid), cfg.eval_examples, False)
+        valid = [valid[i] for i in sorted(keep)]
+    rng = np.random.default_rng(rng_seed + 1)
+
+    def subset(examples):
+        if len(examples) <= cfg.feat_eval_examples:
+            return examples
+        return [examples[i] for i in sorted(rng.choice(len(examples), cfg.feat_eval_examples,
+                                                       False))]
+
+    return {"sid": tasks_lib.sid_next(catalog, valid),
+            "title2sid": subset(tasks_lib.title2sid(catalog)),
+            "sid2title": subset(tasks_lib.sid2title(catalog))}
+
+
+def _initial_model(config: ConfigDict, dataset, workdir: str, corpus_texts):
+    cfg = config.sft
+    tokens = sid_tokens(dataset.catalog.sid_strings())
+    if cfg.stage == 1:
+        return build_llm(config.model, tokens, corpus_texts, seed=config.seed)
+    source = cfg.init_from or os.path.join(workdir, "sft", EXPORT_DIR)
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"Stage 2 starts from '{source}' (config.sft.init_from), which "
+                                "does not exist; run stage 1 (configs/sft.py) with the same "
+                                "--workdir first, or set config.sft.init_from.")
+    init_cfg = ConfigDict(config.model.to_dict())
+    init_cfg.hf_path = source
+    return build_llm(init_cfg, tokens, [], seed=config.seed)
+
+
+def export(model: Model, tokenizer, path: str) -> None:
+    save_hf_model(model, path)
+    tokenizer.save_pretrained(path)
+
+
+def load_export(path: str, dtype: str = "float32", mesh=None) -> tuple[Model, object]:
+    """A stage's export directory -> (Model, tokenizer)."""
+    return load_hf_model(path, dtype=dtype, mesh=mesh), load_tokenizer(path)
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
+    cfg = config.sft
+    out_dir = os.path.join(workdir, cfg.dir)
+    summary_path = os.path.join(out_dir, "summary.json")
+    if os.path.exists(summary_path):
+        logging.info("Stage %d already done (%s); skipping.", cfg.stage, summary_path)
+        with open(summary_path) as f:
+            return json.load(f)
+    start = time.time()
+    dataset = sid_dataset(config, workdir)
+    train_tasks = build_examples(config, dataset, workdir)
+    weights = cfg.weights.to_dict() if cfg.stage == 1 else {}
+    examples = tasks_lib.mix(train_tasks, weights, seed=config.seed)
+    model, tokenizer = _initial_model(config, dataset, workdir,
+                                      (e.text for e in examples[:20000]))
+    task_names = tuple(train_tasks)
+    general = [e for e in examples if e.task == "general_reasoning"]
+    others = [e for e in examples if e.task != "general_reasoning"]
+    cache = out_dir
+    train = tokenize_cached(others, tokenizer, cfg.max_len, task_names, cache)
+    if general:
+        extra = tokenize_cached(general, tokenizer, cfg.general_max_len, task_names, cache)
+        train.ids += extra.ids
+        train.masks += extra.masks
+        train.task = np.concatenate([train.task, extra.task])
+    pad_id = int(tokenizer.pad_token_id)
+    iterator = BucketIterator(train, int(config.train.batch_size), pad_id, config.seed,
+                              largest=max(cfg.max_len, cfg.general_max_len))
+    per_task = {name: int((train.task == i).sum()) for i, name in enumerate(task_names)}
+    logging.info("Stage %d: %d examples (%s), %d supervised tokens, %d batches per epoch.",
+                 cfg.stage, len(train), per_task, train.supervised_tokens(),
+                 iterator.batches_per_epoch)
+
+    run_config = ConfigDict(config.to_dict())
+    if run_config.train.num_steps <= 0:
+        run_config.train.num_steps = int(cfg.epochs * iterator.batches_per_epoch)
+    if run_config.eval.every_steps < 0:
+        run_config.eval.every_steps = iterator.batches_per_epoch
+    model_config = model.config
+    eval_sets = {name: eval_batches(tokenize_cached(
+        ex, tokenizer, cfg.max_len, tuple(sorted({e.task for e in ex}))), cfg.eval_batch_size,
+        pad_id) for name, ex in _eval_sets(dataset, config.seed, cfg).items()}
+    eval_loss = jax.jit(functools.partial(_sum_count, model_config))
+
+    def eval_fn(params):
+        out = {}
+        for name, batches in eval_sets.items():
+            total = count = 0.0
+            for batch in batches:
+                s, c = eval_loss(params, batch)
+                total, count = total + float(s), count + float(c)
+            out[f"valid/{name}_loss" if name == "sid" else f"{name}_loss"] = total / max(count, 1)
+        return out
+
+    task = Task(init_params=lambda rng: init_params(model_config, rng),
+                loss_fn=lambda p, b, r: lm_loss(model_config, task_names, p, b, r),
+                partition_rules=PARTITION_RULES, eval_fn=eval_fn, initial_params=model.params)
+    trainer = Trainer(run_config, out_dir, task)
+    result = trainer.fit(iterator)
+    trainer.close()
+    with jax.set_mesh(trainer.mesh):
+        best = ckpt_lib.load_params(out_dir, ckpt_lib.abstract_with_shardings(
+            trainer.abstract_state.params, trainer.shardings.params))
+    export(Model(model_config, jax.device_get(best)), tokenizer, os.path.join(out_dir, EXPORT_DIR))
+    summary = {
+        "stage": cfg.stage, "wall_s": time.time() - start, "steps": int(result.state.step),
+        "num_steps": run_config.train.num_steps, "batches_per_epoch": iterator.batches_per_epoch,
+        "examples": len(train), "examples_per_task": per_task,
+        "best_step": result.best_step, "best_valid_sid_loss": result.best_value,
+        "final_eval": result.eval_metrics, "stopped_early": result.stopped_early,
+        "final_train": result.last_metrics, "steps_per_sec": result.steps_per_sec,
+        "params": model_config.num_params(),
+    }
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=1)
+    logging.info("Stage %d done in %.0fs: best valid SID loss %.4f at step %s (of %d).",
+                 cfg.stage, summary["wall_s"], result.best_value or math.nan, result.best_step,
+                 summary["steps"])
+    return summary
+
+
+def _sum_count(model_config, params, batch):
+    loss_sum, (count, _) = lm_loss(model_config, (), params, batch)
+    return loss_sum, count
