@@ -98,6 +98,15 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.sft.feat_eval_examples = 32
         config.sft.epochs = 1
         config.train.batch_size = 32
+    if variant == "tiny" and stage == 3:
+        config.grpo.update(steps=8, prompts_per_step=4, group_size=4, max_response_tokens=96,
+                           eval_every=4, eval_examples=16)
+    elif variant == "" and stage == 3:
+        config.grpo.update(steps=60, prompts_per_step=16, group_size=8, max_response_tokens=128,
+                           eval_every=20, eval_examples=128)
+    if variant in ("", "tiny"):
+        config.evaluation.max_reasoning_tokens = 128 if variant == "" else 96
+        config.evaluation.max_examples = 1000 if variant == "" else 64
     if variant == "industrial":
         config.data.source = "minionerec"
         config.data.path = "../shared/data/amazon18"
@@ -109,3 +118,33 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.train.batch_size = 1024
         config.sft.max_len = 1024
     return config
+
+
+STAGE_SECTIONS = ("optim", "train", "eval")
+STAGE_SFT_FIELDS = ("stage", "dir", "epochs", "init_from")
+
+
+def pipeline_config(variant: str | None) -> ConfigDict:
+    """The GRPO config plus `pipeline.stage1` / `pipeline.stage2`: the optimiser, trainer and
+    eval sections (and stage-specific sft fields) stages 1 and 2 run with. Top-level
+    optim/train/eval belong to GRPO; top-level sft holds the SFT settings both stages share."""
+    config = llm_config(variant, stage=3)
+    config.stage = "pipeline"
+    config.pipeline = ConfigDict({"stages": "sid,sft,reason,grpo,eval"})
+    for stage in (1, 2):
+        own = llm_config(variant, stage=stage)
+        section = ConfigDict({name: own[name] for name in STAGE_SECTIONS})
+        section.sft = ConfigDict({k: own.sft[k] for k in STAGE_SFT_FIELDS})
+        config.pipeline[f"stage{stage}"] = section
+    return config
+
+
+def stage_config(config: ConfigDict, stage: int) -> ConfigDict:
+    """The config stage `stage` (1 or 2) of a pipeline config runs with."""
+    out = ConfigDict(config.to_dict())
+    section = config.pipeline[f"stage{stage}"]
+    for name in STAGE_SECTIONS:
+        out[name] = ConfigDict(section[name].to_dict())
+    out.sft.update(section.sft.to_dict())
+    out.stage = "sft"
+    return out

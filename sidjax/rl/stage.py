@@ -1,27 +1,205 @@
-"""Stage 3: GRPO from the stage-2 export (sidreasoner_method.md section 8)."""
+"""Stage 3: GRPO from the stage-2 export (sidreasoner_method.md section 8).
+
+Prompts are the stage-2/RL prompt (ending at `<|im_start|>assistant\\n`) for the teacher
+narrative rows (as the method) or all training samples; responses are sampled
+unconstrained at temperature 1; the reward is `config.grpo.rewards` (default the method's
+step rule) on the decoded response. Validation: greedy responses to valid-split prompts,
+their mean reward, exact-match rate and reasoning length (the method validates the same
+way). Outputs in workdir/grpo/:
+
+  export/           final policy as an HF model + tokenizer
+  rollouts.jsonl    per rollout: reward mean/std, zero-advantage groups, lengths, timings
+  grpo_curves.png   reward and mean reasoning length vs GRPO step
+  summary.json      timings (rollout / reference / update split), validation before/after
+A finished stage (summary.json present) is skipped on rerun.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from absl import logging
 from ml_collections import ConfigDict
+
+from sidjax.data import corpora
+from sidjax.decode.sampler import sample
+from sidjax.eval.evaluate import thinking_prompt
+from sidjax.model.chat import THINK_CLOSE
+from sidjax.model.model import Model, init_params
+from sidjax.model.sharding import PARTITION_RULES
+from sidjax.rl import rewards as rewards_lib
+from sidjax.rl.rollout import RolloutSource, RolloutSpec, grpo_loss_fn
+from sidjax.train.trainer import Task, Trainer
 
 
 def default_grpo_config() -> ConfigDict:
     """The method's GRPO settings (section 8); CPU variants shrink the batch sizes."""
     return ConfigDict({
         "init_from": "",  # HF export to start from; '' = <workdir>/reason/export.
-        "steps": 100,
+        "steps": 100,  # Rollouts (each followed by updates_per_rollout optimiser steps).
         "prompts_per_step": 256,
         "group_size": 16,
         "updates_per_rollout": 1,
         "temperature": 1.0, "top_k": 0, "top_p": 1.0,
         "max_response_tokens": 1024,
-        "constrained_tail": False,
         "rewards": {"step_rule": 1.0},
         "estimator": "grpo", "eps": 1e-6,
         "clip_low": 0.2, "clip_high": 0.2, "dual_clip": 3.0,
         "kl_coef": 0.001, "kl_estimator": "k3",
         "aggregation": "token-mean",
-        "max_len_norm": 1024,  # Dr.GRPO's fixed length (aggregation 'fixed-length').
-        "prompt_source": "narrative",  # 'narrative' rows (as the method) or 'train'.
+        "max_len_norm": 1024,  # Dr. GRPO's fixed length (aggregation 'fixed-length').
+        "ref_offload": False,  # Keep the reference params in host memory between uses.
+        "prompt_source": "narrative",  # Teacher narrative rows (the method) or 'train'.
         "eval_every": 50, "eval_examples": 256,
     })
+
+
+def _prompt_rows(config: ConfigDict, dataset, workdir: str) -> list[tuple[list[str], str]]:
+    cfg = config.grpo
+    if cfg.prompt_source == "narrative":
+        path = config.sft.narrative_path or corpora.narrative_path(
+            os.path.join(workdir, "teacher"), dataset.name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"GRPO prompts come from the narrative corpus '{path}', "
+                                    "which does not exist; run stage 1 first or set "
+                                    "config.grpo.prompt_source='train'.")
+        return [(r["history_item_sid"], r["item_sid"]) for r in corpora.read_narratives(path)]
+    if cfg.prompt_source == "train":
+        catalog = dataset.catalog
+        return [([catalog.sid_string(i) for i in s.history], catalog.sid_string(s.target))
+                for s in dataset.split("train")]
+    raise ValueError(f"config.grpo.prompt_source='{cfg.prompt_source}': use narrative or train.")
+
+
+def reasoning_tokens(think_close: int, ids: list[int]) -> int:
+    """Tokens before the first </think> (all of them when it never closes)."""
+    return ids.index(think_close) if think_close in ids else len(ids)
+
+
+def plot_curves(history: list[dict], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logging.warning("matplotlib is not installed; no %s.", path)
+        return
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [h["reward_mean"] for h in history], color="tab:blue")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("mean reward", color="tab:blue")
+    if all("reasoning_len" in h for h in history):
+        twin = ax.twinx()
+        twin.plot(steps, [h["reasoning_len"] for h in history], color="tab:orange")
+        twin.set_ylabel("mean reasoning tokens", color="tab:orange")
+    ax.set_title("GRPO: reward and reasoning length")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
+    from sidjax.sft.stage import EXPORT_DIR, export, load_export
+    from sidjax.sid.stage import sid_dataset
+
+    cfg = config.grpo
+    out_dir = os.path.join(workdir, "grpo")
+    summary_path = os.path.join(out_dir, "summary.json")
+    if os.path.exists(summary_path):
+        logging.info("GRPO already done (%s); skipping.", summary_path)
+        with open(summary_path) as f:
+            return json.load(f)
+    os.makedirs(out_dir, exist_ok=True)
+    start = time.time()
+    dataset = sid_dataset(config, workdir)
+    source_dir = cfg.init_from or os.path.join(workdir, "reason", EXPORT_DIR)
+    if not os.path.isdir(source_dir):
+        raise FileNotFoundError(f"GRPO starts from '{source_dir}' (config.grpo.init_from), which "
+                                "does not exist; run stage 2 (configs/reason.py) with the same "
+                                "--workdir first.")
+    model, tokenizer = load_export(source_dir, dtype=config.model.dtype)
+    rows = _prompt_rows(config, dataset, workdir)
+    prompt_ids = tokenizer([thinking_prompt(h) for h, _ in rows],
+                           add_special_tokens=False)["input_ids"]
+    valid_sids = set(dataset.catalog.sid_strings())
+    reward = rewards_lib.combine(cfg.rewards.to_dict())
+
+    def reward_fn(ids, target):
+        return reward(tokenizer.decode(ids, skip_special_tokens=True), target, valid_sids)
+
+    think_close = tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+    spec = RolloutSpec(prompts=prompt_ids, targets=[t for _, t in rows], reward_fn=reward_fn,
+                       stop_tokens=[tokenizer.eos_token_id], pad_id=int(tokenizer.pad_token_id),
+                       reasoning_length=functools.partial(reasoning_tokens, think_close))
+
+    valid_rows = [([dataset.catalog.sid_string(i) for i in s.history],
+                   dataset.catalog.sid_string(s.target)) for s in dataset.split("valid")]
+    valid_rows = valid_rows[:cfg.eval_examples]
+    valid_prompts = tokenizer([thinking_prompt(h) for h, _ in valid_rows],
+                              add_special_tokens=False)["input_ids"]
+    mc = model.config
+
+    def eval_fn(params):
+        out = sample(mc, params, valid_prompts, jax.random.PRNGKey(0), cfg.max_response_tokens,
+                     temperature=0.0, stop_tokens=spec.stop_tokens, pad_id=spec.pad_id)
+        responses = [row[:int(n)].tolist() for row, n in zip(out.tokens, out.lengths)]
+        texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+        return {
+            "val/reward": float(np.mean([reward(t, tgt, valid_sids)
+                                         for t, (_, tgt) in zip(texts, valid_rows)])),
+            "val/exact_match": float(np.mean([rewards_lib.exact_match_reward(t, tgt, valid_sids)
+                                              for t, (_, tgt) in zip(texts, valid_rows)])),
+            "val/reasoning_len": float(np.mean([spec.reasoning_length(r) for r in responses])),
+        }
+
+    run_config = ConfigDict(config.to_dict())
+    updates = int(cfg.updates_per_rollout)
+    run_config.train.num_steps = int(cfg.steps) * updates
+    run_config.train.batch_size = int(cfg.prompts_per_step) * int(cfg.group_size) // updates
+    run_config.eval.every_steps = int(cfg.eval_every) * updates
+    run_config.eval.metric = ""  # The method evaluates the policy at a fixed step.
+    initial_eval = eval_fn(model.params)
+    logging.info("GRPO start: validation %s", initial_eval)
+    source = RolloutSource(spec, cfg, mc, model.params, int(config.train.micro_batches),
+                           config.seed, out_dir, cfg.ref_offload)
+    task = Task(init_params=lambda rng: init_params(mc, rng), loss_fn=grpo_loss_fn(mc, cfg),
+                partition_rules=PARTITION_RULES, eval_fn=eval_fn, initial_params=model.params)
+    trainer = Trainer(run_config, out_dir, task)
+    source.trainer = trainer
+    source.place_reference(trainer.shardings.params)
+    trainer.init_or_restore(source)
+    result = trainer.fit(source)
+    trainer.close()
+    export(Model(mc, jax.device_get(result.state.params)), tokenizer,
+           os.path.join(out_dir, EXPORT_DIR))
+    history = [json.loads(line) for line in open(source.log_path)]
+    plot_curves(history, os.path.join(out_dir, "grpo_curves.png"))
+
+    def mean(key, part):
+        values = [h[key] for h in part if key in h]
+        return float(np.mean(values)) if values else None
+
+    summary = {
+        "wall_s": time.time() - start, "steps": int(result.state.step),
+        "prompts": len(rows), "val_before": initial_eval, "val_after": result.eval_metrics,
+        "reward_first5": mean("reward_mean", history[:5]),
+        "reward_last5": mean("reward_mean", history[-5:]),
+        "reasoning_len_first5": mean("reasoning_len", history[:5]),
+        "reasoning_len_last5": mean("reasoning_len", history[-5:]),
+        "rollout_s": mean("rollout_s", history), "ref_s": mean("ref_s", history),
+        "update_s": mean("update_s", history[1:]),
+        "final_train": result.last_metrics,
+    }
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=1)
+    logging.info("GRPO done in %.0fs: reward %.3f -> %.3f; validation reward %.3f -> %.3f.",
+                 summary["wall_s"], summary["reward_first5"] or 0, summary["reward_last5"] or 0,
+                 initial_eval["val/reward"], result.eval_metrics.get("val/reward", float("nan")))
+    return summary

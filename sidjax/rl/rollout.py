@@ -1,0 +1,200 @@
+"""The GRPO rollout + update loop on the shared trainer.
+
+`RolloutSource` is the trainer's data iterator. For each rollout it
+  1. takes `prompts_per_step` prompts (a seeded, resumable schedule),
+  2. samples `group_size` responses per prompt with the KV-cache sampler from the
+     trainer's current params (unconstrained, temperature 1 by default),
+  3. scores them on host with the reward function, computes group advantages,
+  4. computes the old log-probs with the current params (VERL recomputes them too; the
+     gap to the sampler's log-probs is logged) and the reference log-probs with the frozen
+     init params (optionally kept in host memory between uses),
+  5. yields the rollout as `updates_per_rollout` mini-batches, one optimiser step each,
+     with rows ordered so no group is split across micro-batches.
+
+Per-rollout statistics (reward mean/std, zero-advantage groups, response and reasoning
+length, log-prob gap, rollout/reference/update seconds) go to <workdir>/rollouts.jsonl and
+the log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from ml_collections import ConfigDict
+
+from sidjax.data.padding import bucket_length, left_pad
+from sidjax.decode.sampler import sample
+from sidjax.model.config import ModelConfig
+from sidjax.model.logprobs import token_logprobs
+from sidjax.rl import grpo
+
+
+@dataclasses.dataclass
+class RolloutSpec:
+    """What to roll out: prompts (token ids), their targets, and how to score a response."""
+
+    prompts: Sequence[Sequence[int]]
+    targets: Sequence[Any]
+    reward_fn: Callable[[list[int], Any], float]  # (response ids up to the stop, target)
+    stop_tokens: Sequence[int]
+    pad_id: int
+    reasoning_length: Callable[[list[int]], int] | None = None  # Tokens of reasoning.
+
+
+def grpo_loss_fn(config: ModelConfig, cfg: ConfigDict):
+    """The trainer's loss: the policy loss on the batch's response tokens."""
+
+    def loss_fn(params, batch, rng):
+        logp = token_logprobs(config, params, batch["tokens"], batch["valid"], cfg.temperature
+                              if cfg.temperature > 0 else 1.0)
+        return grpo.policy_loss(
+            logp, batch["old_logp"], batch["ref_logp"], batch["advantages"],
+            batch["response_mask"], clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+            dual_clip=cfg.dual_clip or None, kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator,
+            aggregation=cfg.aggregation, max_len=cfg.max_len_norm)
+
+    return loss_fn
+
+
+class RolloutSource:
+    """Iterator of GRPO mini-batches; reads `trainer.state.params` for each rollout."""
+
+    def __init__(self, spec: RolloutSpec, cfg: ConfigDict, model_config: ModelConfig,
+                 ref_params, micro_batches: int, seed: int, log_dir: str,
+                 ref_offload: bool = False):
+        self.spec, self.cfg, self.model_config = spec, cfg, model_config
+        self.group = int(cfg.group_size)
+        self.rows = int(cfg.prompts_per_step) * self.group
+        self.updates = int(cfg.updates_per_rollout)
+        if self.rows % self.updates or (self.rows // self.updates) % self.group:
+            raise ValueError(f"A rollout of {cfg.prompts_per_step} prompts x {self.group} "
+                             f"responses does not split into {self.updates} mini-batches of "
+                             "whole groups (config.grpo.updates_per_rollout).")
+        self.mini = self.rows // self.updates
+        self.order = grpo.micro_batch_order(self.mini, self.group, micro_batches)
+        # A host copy: the trainer donates its params, so the reference never shares buffers
+        # with them. On device (placed like the policy by `place_reference`) unless offloaded.
+        self.ref_params = jax.device_get(ref_params)
+        self.ref_offload = ref_offload
+        self.seed = int(seed)
+        self.trainer = None  # Set by the stage before fit().
+        self.batches_done = 0
+        self._pending: list[dict] = []
+        self._last_return = None
+        self.log_path = os.path.join(log_dir, "rollouts.jsonl")
+        temperature = cfg.temperature if cfg.temperature > 0 else 1.0
+        self._logp = jax.jit(functools.partial(token_logprobs, model_config,
+                                               temperature=temperature))
+        self.history: list[dict] = []
+
+    def place_reference(self, shardings) -> None:
+        if not self.ref_offload:
+            self.ref_params = jax.device_put(self.ref_params, shardings)
+
+    # -------------------------------------------------------------- schedule
+    def prompt_indices(self, rollout: int) -> np.ndarray:
+        n = len(self.spec.prompts)
+        per = int(self.cfg.prompts_per_step)
+        epoch_len = max(n // per, 1)
+        epoch, within = divmod(rollout, epoch_len)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(n)
+        if n < per:
+            perm = np.resize(perm, per)
+        return perm[within * per:(within + 1) * per]
+
+    # -------------------------------------------------------------- rollout
+    def _rollout(self, rollout: int) -> list[dict]:
+        cfg, spec, group = self.cfg, self.spec, self.group
+        params = self.trainer.state.params
+        t0 = time.time()
+        jax.block_until_ready(params)
+        update_s = t0 - self._last_return if self._last_return else 0.0
+        waited = time.time() - t0
+        idx = self.prompt_indices(rollout)
+        prompts = [list(spec.prompts[i]) for i in idx for _ in range(group)]
+        targets = [spec.targets[i] for i in idx for _ in range(group)]
+        t1 = time.time()
+        out = sample(self.model_config, params, prompts,
+                     jax.random.fold_in(jax.random.PRNGKey(self.seed), rollout),
+                     cfg.max_response_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
+                     spec.stop_tokens, spec.pad_id, mesh=self.trainer.mesh)
+        responses = [row[:int(n)].tolist() for row, n in zip(out.tokens, out.lengths)]
+        rewards = np.asarray([spec.reward_fn(r, t) for r, t in zip(responses, targets)])
+        rollout_s = time.time() - t1
+        advantages = grpo.group_advantages(rewards, group, cfg.estimator, cfg.eps)
+
+        prompt_tokens, prompt_valid = left_pad(prompts, spec.pad_id,
+                                               bucket_length(max(map(len, prompts))))
+        n_resp = out.tokens.shape[1]
+        resp_mask = np.arange(n_resp)[None, :] < out.lengths[:, None]
+        tokens = np.concatenate([prompt_tokens, out.tokens], 1)
+        valid = np.concatenate([prompt_valid, resp_mask], 1)
+        response_mask = np.concatenate([np.zeros_like(prompt_valid), resp_mask], 1)
+        t2 = time.time()
+        with jax.set_mesh(self.trainer.mesh):
+            old = np.asarray(self._logp(params, tokens, valid))
+            ref = np.asarray(self._logp(self.ref_params, tokens, valid))
+        ref_s = time.time() - t2
+        sampler_logp = np.concatenate([np.zeros_like(prompt_tokens, np.float32), out.logprobs], 1)
+        gap = np.abs(sampler_logp - old)[response_mask].mean() if response_mask.any() else 0.0
+
+        grouped = rewards.reshape(-1, group)
+        stats = {
+            "step": int(self.trainer.state.step) if self.trainer.state is not None else 0,
+            "rollout": rollout,
+            "reward_mean": float(np.nanmean(rewards)), "reward_std": float(np.nanstd(rewards)),
+            "zero_adv_groups": float(np.mean(np.all(grouped == grouped[:, :1], axis=1))),
+            "response_len": float(np.mean(out.lengths)),
+            "logp_gap": float(gap),
+            "rollout_s": rollout_s, "ref_s": ref_s, "update_s": update_s + waited,
+        }
+        if spec.reasoning_length is not None:
+            stats["reasoning_len"] = float(np.mean([spec.reasoning_length(r)
+                                                    for r in responses]))
+        self.history.append(stats)
+        if jax.process_index() == 0:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(stats) + "\n")
+        logging.info("GRPO rollout %d: reward %.3f±%.3f, zero-adv groups %.2f, response %.1f "
+                     "tokens, rollout %.1fs, ref %.1fs.", rollout, stats["reward_mean"],
+                     stats["reward_std"], stats["zero_adv_groups"], stats["response_len"],
+                     rollout_s, ref_s)
+        batch = {"tokens": tokens.astype(np.int32), "valid": valid,
+                 "response_mask": response_mask, "old_logp": old.astype(np.float32),
+                 "ref_logp": ref.astype(np.float32), "advantages": advantages}
+        minis = []
+        for u in range(self.updates):
+            rows = np.arange(u * self.mini, (u + 1) * self.mini)[self.order]
+            minis.append({k: v[rows] for k, v in batch.items()})
+        return minis
+
+    # -------------------------------------------------------------- iterator
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if not self._pending:
+            self._pending = self._rollout(self.batches_done // self.updates)
+        self.batches_done += 1
+        batch = self._pending.pop(0)
+        self._last_return = time.time()
+        return batch
+
+    def get_state(self) -> dict:
+        return {"batches_done": self.batches_done, "seed": self.seed}
+
+    def set_state(self, state) -> None:
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(f"Checkpointed GRPO schedule used seed {state['seed']}, this run "
+                             f"uses {self.seed}; resume with the same config.seed.")
+        # A rollout interrupted between its mini-batches restarts from its first one.
+        self.batches_done = int(state["batches_done"]) // self.updates * self.updates
