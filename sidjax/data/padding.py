@@ -7,10 +7,18 @@ from typing import Sequence
 import numpy as np
 
 
-def bucket_length(n: int, smallest: int = 16, largest: int | None = None) -> int:
-    """The next power of two >= n (at least `smallest`, at most `largest`)."""
+def bucket_length(n: int, smallest: int = 16, largest: int | None = None,
+                  midpoints: bool = False) -> int:
+    """The next power of two >= n (at least `smallest`, at most `largest`).
+
+    With `midpoints`, 1.5x each power of two is a bucket too (16, 24, 32, 48, ...): twice
+    the shapes to compile, at most a third of each row padding instead of half.
+    """
     length = smallest
     while length < n:
+        if midpoints and length * 3 // 2 >= n and (length * 3) % 2 == 0:
+            length = length * 3 // 2
+            break
         length *= 2
     return min(length, largest) if largest else length
 

@@ -152,13 +152,22 @@ class ResumableCache:
         self._lock = threading.Lock()
         self.values: dict[str, object] = {}
         if os.path.exists(path):
+            damaged = False
             with open(path, encoding="utf-8") as f:
                 for line in f:
                     try:
                         record = json.loads(line)
                     except json.JSONDecodeError:
-                        continue  # A line cut by a crash: that request runs again.
+                        damaged = True  # A line cut by a crash: that request runs again.
+                        continue
                     self.values[record["key"]] = record["value"]
+            if damaged:  # Rewrite without the cut line, so appends start on a fresh line.
+                tmp = path + ".tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    for key, value in self.values.items():
+                        f.write(json.dumps({"key": key, "value": value}, ensure_ascii=False)
+                                + "\n")
+                os.replace(tmp, path)
 
     def put(self, key: str, value) -> None:
         with self._lock:

@@ -42,9 +42,20 @@ class EvalOutput:
     predictions: list[dict]  # per example, see `_prediction_record`
 
 
-def nonthinking_prompt(history_sids: Sequence[str]) -> str:
-    return (render_chat(prompts.eval_messages(history_sids), add_generation_prompt=True)
-            + prompts.EVAL_THINK_PREFIX)
+NONTHINKING_PROMPTS = ("eval", "train")
+
+
+def nonthinking_prompt(history_sids: Sequence[str], variant: str = "eval") -> str:
+    """`eval`: the method's EvalSidDataset prompt and `<think>\n</think>\n\n` (as published);
+    `train`: the stage-1 training prompt and empty think block (no train/eval mismatch)."""
+    if variant == "eval":
+        return (render_chat(prompts.eval_messages(history_sids), add_generation_prompt=True)
+                + prompts.EVAL_THINK_PREFIX)
+    if variant == "train":
+        messages = prompts.system_user(prompts.SID_NEXT_SYSTEM, prompts.SID_NEXT_USER.format(
+            history=prompts.sid_history(history_sids)))
+        return render_chat(messages, add_generation_prompt=True, enable_thinking=False)
+    raise ValueError(f"Non-thinking prompt '{variant}' is not one of {NONTHINKING_PROMPTS}.")
 
 
 def thinking_prompt(history_sids: Sequence[str]) -> str:
@@ -81,7 +92,8 @@ def _generate_reasoning(model: Model, tokenizer, prompt_ids: list[list[int]],
 def evaluate_model(model: Model, tokenizer, catalog: Catalog, samples: Sequence[Sample],
                    mode: str = "nonthinking", beam: int = 10, batch_size: int = 16,
                    max_reasoning_tokens: int = 1024, renormalize: bool = False,
-                   tables: SidTables | None = None, ks: Sequence[int] = KS) -> EvalOutput:
+                   tables: SidTables | None = None, ks: Sequence[int] = KS,
+                   nonthinking_variant: str = "eval") -> EvalOutput:
     """Beam-searches every sample's next SID; returns metrics and per-example records."""
     if mode not in MODES:
         raise ValueError(f"Evaluation mode '{mode}' is not one of {MODES}.")
@@ -94,7 +106,7 @@ def evaluate_model(model: Model, tokenizer, catalog: Catalog, samples: Sequence[
         histories = [[catalog.sid_string(i) for i in s.history] for s in chunk]
         reasoning = [""] * len(chunk)
         if mode == "nonthinking":
-            texts = [nonthinking_prompt(h) for h in histories]
+            texts = [nonthinking_prompt(h, nonthinking_variant) for h in histories]
         else:
             base = [thinking_prompt(h) for h in histories]
             ids = tokenizer(base, add_special_tokens=False)["input_ids"]

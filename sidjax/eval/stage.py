@@ -36,6 +36,9 @@ def default_eval_config() -> ConfigDict:
         "batch_size": 16,
         "max_reasoning_tokens": 1024,
         "renormalize": False,
+        # Non-thinking prompt: 'eval' = the method's evaluation prompt (differs from training,
+        # as published); 'train' = the stage-1 training prompt.
+        "nonthinking_prompt": "eval",
         "dtype": "float32",
         "seed": 0,
     })
@@ -88,19 +91,21 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     if cfg.max_examples and len(samples) > cfg.max_examples:
         samples = samples[:cfg.max_examples]
     catalog, train = dataset.catalog, dataset.split("train")
-    done = {(e["label"], e.get("path"), e.get("mode"), e["split"], e["metrics"]["examples"])
-            for e in entries}
+    done = {(e["label"], e.get("path"), e.get("mode"), e["split"], e["metrics"]["examples"],
+             e.get("prompt")) for e in entries}
     by_label = {e["label"]: e for e in entries}
     for kind, metrics in baseline_metrics(catalog, train, samples, cfg.beam, cfg.seed).items():
         metrics["examples"] = len(samples)
         by_label[kind] = {"label": kind, "split": cfg.split, "mode": "-", "metrics": metrics}
     for label, path, mode in _models(config, workdir):
-        if (label, path, mode, cfg.split, len(samples)) in done:
+        prompt = cfg.nonthinking_prompt if mode == "nonthinking" else "reasoning"
+        if (label, path, mode, cfg.split, len(samples), prompt) in done:
             logging.info("eval: %s (%s) already in %s.", label, mode, results_path)
             continue
         model, tokenizer = load_export(path, dtype=cfg.dtype)
         result = evaluate_model(model, tokenizer, catalog, samples, mode, cfg.beam,
-                                cfg.batch_size, cfg.max_reasoning_tokens, cfg.renormalize)
+                                cfg.batch_size, cfg.max_reasoning_tokens, cfg.renormalize,
+                                nonthinking_variant=cfg.nonthinking_prompt)
         logging.info("eval: %s (%s) on %d %s examples: HR@10 %.4f NDCG@10 %.4f in %.0fs.",
                      label, mode, len(samples), cfg.split, result.metrics.get("hr@10", 0.0),
                      result.metrics.get("ndcg@10", 0.0), result.metrics["seconds"])
@@ -108,7 +113,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
             for record in result.predictions:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         by_label[label] = {"label": label, "path": path, "mode": mode, "split": cfg.split,
-                           "metrics": result.metrics}
+                           "prompt": prompt, "metrics": result.metrics}
     order = ["popularity", "random"] + [m[0] for m in STAGE_MODELS]
     entries = sorted(by_label.values(), key=lambda e: (order.index(e["label"])
                                                        if e["label"] in order else 99,

@@ -25,6 +25,8 @@ def default_model_config() -> ConfigDict:
         # stage's texts.
         "hf_path": "",
         "preset": "tiny",
+        # From-scratch size overrides of the preset (0 = the preset's value).
+        "num_layers": 0, "hidden_size": 0, "intermediate_size": 0,
         "tokenizer_vocab": 1024,
         "dtype": "float32",  # Param and compute dtype ('bfloat16' on accelerators).
         "remat": "none",
@@ -48,8 +50,10 @@ def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str],
     else:
         tokenizer = train_tokenizer(corpus, int(cfg.tokenizer_vocab), tokenizer_dir)
         vocab = -(-len(tokenizer) // 64) * 64
+        sizes = {k: int(cfg[k]) for k in ("num_layers", "hidden_size", "intermediate_size")
+                 if int(cfg[k])}
         config = get_preset(cfg.preset, vocab_size=vocab, param_dtype=cfg.dtype, dtype=cfg.dtype,
-                            remat=cfg.remat, eos_token_id=tokenizer.eos_token_id)
+                            remat=cfg.remat, eos_token_id=tokenizer.eos_token_id, **sizes)
         params = jax.jit(init_params, static_argnums=0)(config, jax.random.PRNGKey(seed))
         model = Model(config=config, params=params, mesh=None)
         logging.info("From-scratch '%s' model: %d params, tokenizer of %d tokens.", cfg.preset,

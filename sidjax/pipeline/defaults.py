@@ -73,15 +73,19 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.sid_train = ConfigDict({"num_steps": 1000, "batch_size": 256})
         config.sft.max_len = 256
         config.sft.general_max_len = 256
+        # CPU budget: fewer of the long title-sequence examples, so more steps see SIDs.
+        config.sft.weights.update(sid_history2title=0.25, title_history2title=0.1,
+                                  title_history2sid=0.25)
         config.sft.eval_examples = 512
         config.teacher.max_narratives = 3000
         config.train.batch_size = 64
+        # Fixed step budgets (under one stage-1 epoch): the CPU default runs in ~20 minutes.
         if stage == 1:
             config.optim.lr, config.optim.warmup_steps = 2e-3, 50
-            config.sft.epochs = 2
+            config.train.num_steps, config.eval.every_steps = 800, 400
         elif stage == 2:
             config.optim.lr, config.optim.warmup_steps = 5e-4, 10
-            config.sft.epochs = 2
+            config.train.num_steps, config.eval.every_steps = 100, 50
         else:
             config.optim.lr = 2e-5
     if variant == "tiny":
@@ -96,17 +100,20 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.sft.general_template_chats = 50
         config.sft.eval_examples = 64
         config.sft.feat_eval_examples = 32
-        config.sft.epochs = 1
         config.train.batch_size = 32
+        if stage == 1:
+            config.train.num_steps, config.eval.every_steps = 120, 60
+        elif stage == 2:
+            config.train.num_steps, config.eval.every_steps = 20, 10
     if variant == "tiny" and stage == 3:
-        config.grpo.update(steps=8, prompts_per_step=4, group_size=4, max_response_tokens=96,
+        config.grpo.update(steps=4, prompts_per_step=4, group_size=4, max_response_tokens=64,
                            eval_every=4, eval_examples=16)
     elif variant == "" and stage == 3:
-        config.grpo.update(steps=60, prompts_per_step=16, group_size=8, max_response_tokens=128,
-                           eval_every=20, eval_examples=128)
+        config.grpo.update(steps=30, prompts_per_step=8, group_size=8, max_response_tokens=112,
+                           eval_every=10, eval_examples=64)
     if variant in ("", "tiny"):
-        config.evaluation.max_reasoning_tokens = 128 if variant == "" else 96
-        config.evaluation.max_examples = 1000 if variant == "" else 64
+        config.evaluation.max_reasoning_tokens = 112 if variant == "" else 64
+        config.evaluation.max_examples = 1000 if variant == "" else 32
     if variant == "industrial":
         config.data.source = "minionerec"
         config.data.path = "../shared/data/amazon18"

@@ -100,7 +100,8 @@ class BucketIterator:
         lengths = np.asarray([len(x) for x in data.ids])
         self.buckets: dict[int, np.ndarray] = {}
         for i, n in enumerate(lengths):
-            self.buckets.setdefault(bucket_length(int(n), smallest, largest), []).append(i)
+            self.buckets.setdefault(bucket_length(int(n), smallest, largest, midpoints=True),
+                                    []).append(i)
         self.buckets = {k: np.asarray(v) for k, v in sorted(self.buckets.items())}
         self.batches_per_epoch = sum(len(v) // self.global_batch_size
                                      for v in self.buckets.values())
@@ -157,6 +158,6 @@ def eval_batches(data: TokenizedSet, batch_size: int, pad_id: int, smallest: int
     batches = []
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        length = bucket_length(int(lengths[rows].max()), smallest)
+        length = bucket_length(int(lengths[rows].max()), smallest, midpoints=True)
         batches.append(make_batch(data, rows, pad_id, length, batch_size))
     return batches

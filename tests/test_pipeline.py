@@ -1,0 +1,47 @@
+"""The one-command pipeline (`configs/grpo.py:tiny`) end to end, then a rerun that skips every
+finished stage."""
+
+import json
+import os
+
+from absl.testing import absltest
+
+from sidjax.config_files import load_config
+from sidjax.pipeline import run
+
+OVERRIDES = {"log.progress": False, "log.tensorboard": False}  # The tiny variant as is.
+OUTPUTS = ("sid/sid_report.json", "teacher", "sft/export/config.json", "sft/summary.json",
+           "reason/export/model.safetensors", "reason/summary.json", "grpo/summary.json",
+           "grpo/rollouts.jsonl", "grpo/grpo_curves.png", "grpo/export/tokenizer.json",
+           "eval/results.json", "eval/results.md", "eval/predictions_stage3.jsonl",
+           "results.md")
+
+
+class PipelineTest(absltest.TestCase):
+
+    def test_tiny_pipeline_then_cached_rerun(self):
+        workdir = self.create_tempdir().full_path
+        config = load_config("configs/grpo.py:tiny", OVERRIDES)
+        out = run.train_and_evaluate(config, workdir)
+        for path in OUTPUTS:
+            self.assertTrue(os.path.exists(os.path.join(workdir, path)), path)
+        with open(os.path.join(workdir, "eval", "results.json")) as f:
+            labels = [e["label"] for e in json.load(f)["entries"]]
+        self.assertEqual(labels, ["popularity", "random", "stage1", "stage2", "stage3"])
+        for label in ("popularity", "after stage 1 (non-thinking)", "after stage 2 (thinking)",
+                      "after stage 3 / GRPO (thinking)", "Example reasoning traces"):
+            self.assertIn(label, out["report"])
+        with open(os.path.join(workdir, "grpo", "rollouts.jsonl")) as f:
+            self.assertLen(f.readlines(), 4)
+        stamps = {p: os.path.getmtime(os.path.join(workdir, p)) for p in OUTPUTS}
+        again = run.train_and_evaluate(load_config("configs/grpo.py:tiny", OVERRIDES), workdir)
+        self.assertEqual(again["report"], out["report"])
+        for path in OUTPUTS:
+            if path not in ("eval/results.json", "eval/results.md", "results.md"):
+                self.assertEqual(os.path.getmtime(os.path.join(workdir, path)), stamps[path], path)
+        with open(os.path.join(workdir, "grpo", "rollouts.jsonl")) as f:
+            self.assertLen(f.readlines(), 4)  # GRPO did not run again.
+
+
+if __name__ == "__main__":
+    absltest.main()
