@@ -4,7 +4,6 @@ micro-batch accumulation equals one batch."""
 import jax
 import numpy as np
 from absl.testing import absltest
-from ml_collections import ConfigDict
 
 from sidjax.model.config import get_preset
 from sidjax.model.model import init_params

@@ -63,6 +63,12 @@ def _area(item: Item) -> str:
     return path[-2] if len(path) >= 2 else (path[0] if path else "")
 
 
+def _a(noun: str) -> str:
+    """'a' or 'an' + the lower-cased noun."""
+    noun = noun.lower()
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
 def _sentences(text: str, n: int) -> str:
     parts = re.split(r"(?<=[.!?])\s+", clean_description(text))
     return " ".join(p for p in parts[:n] if p)
@@ -74,7 +80,7 @@ def template_item_text(item: Item) -> str:
     text = f"{sid} is \"{item.title}\""
     if item.brand:
         text += f", made by {item.brand}"
-    text += f". It is a {kind.lower()}" + (f" in the {area.lower()} range" if area else "") + "."
+    text += f". It is {_a(kind)}" + (f" in the {area.lower()} range" if area else "") + "."
     details = _sentences(item.description, 3)
     if details:
         text += f" {details}"
@@ -101,23 +107,20 @@ def template_narrative(catalog: Catalog, sample: Sample) -> dict:
     """A narrative and a reasoning path for one (history, next item) sample."""
     history = [catalog[i] for i in sample.history]
     target = catalog[sample.target]
-    steps = [f"{it.sid_string} (\"{it.title}\", a {_kind(it).lower()})" for it in history]
+    steps = [f"{it.sid_string} (\"{it.title}\", {_a(_kind(it))})" for it in history]
     narrative = ("The user's journey: " + "; then ".join(steps) +
                  f". Next they chose {target.sid_string}, \"{target.title}\", which "
                  f"{_link(history[-1], target)}.")
     last = history[-1]
-    areas = sorted({_area(it) for it in history if _area(it)})
-    reasoning = [f"The user has bought {len(history)} item{'s' * (len(history) > 1)}"
-                 + (f" in {', '.join(a.lower() for a in areas)}" if areas else "") + "."]
-    reasoning.append(f"The latest is {last.sid_string}, a {_kind(last).lower()}"
-                     + (f" from {last.brand}" if last.brand else "") + ".")
-    if len(history) > 1:
-        prev = history[-2]
-        reasoning.append(f"Before it came {prev.sid_string}, a {_kind(prev).lower()}, so the "
-                         f"interest in {_area(last).lower() or _kind(last).lower()} is recent.")
-    reasoning.append(f"A good next item {_link(last, target)}: a {_kind(target).lower()}"
-                     + (f" from {target.brand}" if target.brand else "") + ".")
-    reasoning.append(f"{target.sid_string} fits.")
+    areas = sorted({_area(it).lower() for it in history if _area(it)})
+    # Short on purpose: stage 2 teaches the format, GRPO then shapes the content.
+    reasoning = [f"Recent interest: {', '.join(areas)}." if areas else "",
+                 f"Latest: {last.sid_string}, {_a(_kind(last))}"
+                 + (f" by {last.brand}" if last.brand else "") + ".",
+                 f"Next it {_link(last, target)}: {_a(_kind(target))}"
+                 + (f" by {target.brand}" if target.brand else "") + ".",
+                 f"{target.sid_string} fits."]
+    reasoning = [r for r in reasoning if r]
     return {"integrated_narrative": narrative, "reasoning_path": " ".join(reasoning)}
 
 

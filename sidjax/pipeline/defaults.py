@@ -85,9 +85,9 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
             config.train.num_steps, config.eval.every_steps = 800, 400
         elif stage == 2:
             config.optim.lr, config.optim.warmup_steps = 5e-4, 10
-            config.train.num_steps, config.eval.every_steps = 100, 50
+            config.train.num_steps, config.eval.every_steps = 200, 100
         else:
-            config.optim.lr = 2e-5
+            config.optim.lr = 1e-4  # A from-scratch tiny policy needs far more than 5e-7.
     if variant == "tiny":
         config.data.synthetic.num_users = 400
         config.embed.dim = 32
@@ -109,10 +109,10 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.grpo.update(steps=4, prompts_per_step=4, group_size=4, max_response_tokens=64,
                            eval_every=4, eval_examples=16)
     elif variant == "" and stage == 3:
-        config.grpo.update(steps=30, prompts_per_step=8, group_size=8, max_response_tokens=112,
+        config.grpo.update(steps=40, prompts_per_step=8, group_size=8, max_response_tokens=128,
                            eval_every=10, eval_examples=64)
     if variant in ("", "tiny"):
-        config.evaluation.max_reasoning_tokens = 112 if variant == "" else 64
+        config.evaluation.max_reasoning_tokens = 128 if variant == "" else 64
         config.evaluation.max_examples = 1000 if variant == "" else 32
     if variant == "industrial":
         config.data.source = "minionerec"

@@ -31,7 +31,7 @@ def _traces(workdir: str, n: int = 3) -> str:
         history = "; ".join(f'{s} "{t}"' for s, t in zip(r["history_sids"], r["history_titles"]))
         out += [f"- **History**: {history}",
                 f"  - **Reasoning**: {r['reasoning']}",
-                f"  - **Top 3**: " + " / ".join(r["top_rendered"][:3]),
+                "  - **Top 3**: " + " / ".join(r["top_rendered"][:3]),
                 f"  - **Target**: {r['target_sid']} \"{r['target_title']}\" "
                 f"(rank {r['hit_rank'] if r['hit_rank'] is not None else 'miss'})", ""]
     return "\n".join(out)

@@ -21,7 +21,6 @@ clamped to [-10, 10], as VERL's `low_var_kl`). It returns (sum, (weight, metrics
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
