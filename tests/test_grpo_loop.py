@@ -94,3 +94,33 @@ class GrpoLoopTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+class ConstrainedTailTest(absltest.TestCase):
+
+    def test_tail_appends_a_catalog_sid_and_trains_only_sampled_tokens(self):
+        from sidjax.decode.sid_tables import build_sid_tables
+        from sidjax.rl.rollout import SidTail
+
+        workdir = self.create_tempdir().full_path
+        trainer, source, *_ = _setup(workdir, steps=1)
+        sids = [[20, 24, 28], [20, 24, 29], [21, 25, 30], [22, 26, 31]]
+        tables = build_sid_tables(sids, [])
+        think_close, sep, end = 5, [6], [EOS]
+        source.spec.tail = SidTail(tables, think_close, sep, end)
+        prompts = [[3, 4, 9]] * 3
+        responses = [[8, 9, think_close], [8, EOS], [think_close]]
+        logps = [np.full(len(r), -1.0) for r in responses]
+        trained = [np.ones(len(r), bool) for r in responses]
+        source._add_tails(trainer.state.params, prompts, responses, logps, trained,
+                          jax.random.PRNGKey(3))
+        for i in (0, 2):
+            head = 3 if i == 0 else 1
+            self.assertEqual(responses[i][head:head + 1], sep)
+            self.assertIn(responses[i][head + 1:head + 4], sids)
+            self.assertEqual(responses[i][-1], EOS)
+            np.testing.assert_array_equal(trained[i], [True] * head + [False, True, True, True,
+                                                                       False])
+            self.assertTrue(np.all(logps[i][head + 1:head + 4] < 0))
+        self.assertEqual(responses[1], [8, EOS])  # Did not close its think block: untouched.
+        trainer.close()

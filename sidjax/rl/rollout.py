@@ -32,9 +32,22 @@ from ml_collections import ConfigDict
 
 from sidjax.data.padding import bucket_length, left_pad
 from sidjax.decode.sampler import sample
+from sidjax.decode.sid_tables import SidTables
+from sidjax.decode.sid_tail import sample_sid_tail
 from sidjax.model.config import ModelConfig
 from sidjax.model.logprobs import token_logprobs
 from sidjax.rl import grpo
+
+
+@dataclasses.dataclass
+class SidTail:
+    """Constrained SID tail: after `</think>`, force `separator`, sample the SID along catalog
+    edges, then force `end` (forced tokens are not trained on)."""
+
+    tables: SidTables
+    think_close: int
+    separator: Sequence[int]
+    end: Sequence[int]
 
 
 @dataclasses.dataclass
@@ -47,6 +60,7 @@ class RolloutSpec:
     stop_tokens: Sequence[int]
     pad_id: int
     reasoning_length: Callable[[list[int]], int] | None = None  # Tokens of reasoning.
+    tail: SidTail | None = None  # Optional constrained SID tail.
 
 
 def grpo_loss_fn(config: ModelConfig, cfg: ConfigDict):
@@ -122,29 +136,43 @@ class RolloutSource:
         prompts = [list(spec.prompts[i]) for i in idx for _ in range(group)]
         targets = [spec.targets[i] for i in idx for _ in range(group)]
         t1 = time.time()
-        out = sample(self.model_config, params, prompts,
-                     jax.random.fold_in(jax.random.PRNGKey(self.seed), rollout),
-                     cfg.max_response_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                     spec.stop_tokens, spec.pad_id, mesh=self.trainer.mesh)
+        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), rollout)
+        tail = spec.tail
+        stops = list(spec.stop_tokens) + ([tail.think_close] if tail else [])
+        out = sample(self.model_config, params, prompts, key, cfg.max_response_tokens,
+                     cfg.temperature, cfg.top_k, cfg.top_p, stops, spec.pad_id,
+                     mesh=self.trainer.mesh)
         responses = [row[:int(n)].tolist() for row, n in zip(out.tokens, out.lengths)]
+        sampled_logp = [row[:int(n)] for row, n in zip(out.logprobs, out.lengths)]
+        trained = [np.ones(int(n), bool) for n in out.lengths]
+        width = cfg.max_response_tokens
+        if tail is not None:
+            width += len(tail.separator) + tail.tables.levels + len(tail.end)
+            self._add_tails(params, prompts, responses, sampled_logp, trained, key)
         rewards = np.asarray([spec.reward_fn(r, t) for r, t in zip(responses, targets)])
         rollout_s = time.time() - t1
         advantages = grpo.group_advantages(rewards, group, cfg.estimator, cfg.eps)
 
         prompt_tokens, prompt_valid = left_pad(prompts, spec.pad_id,
                                                bucket_length(max(map(len, prompts))))
-        n_resp = out.tokens.shape[1]
-        resp_mask = np.arange(n_resp)[None, :] < out.lengths[:, None]
-        tokens = np.concatenate([prompt_tokens, out.tokens], 1)
-        valid = np.concatenate([prompt_valid, resp_mask], 1)
-        response_mask = np.concatenate([np.zeros_like(prompt_valid), resp_mask], 1)
+        resp_tokens = np.full((len(prompts), width), spec.pad_id, np.int32)
+        resp_valid = np.zeros((len(prompts), width), bool)
+        resp_train = np.zeros((len(prompts), width), bool)
+        resp_logp = np.zeros((len(prompts), width), np.float32)
+        for i, (r, lp, m) in enumerate(zip(responses, sampled_logp, trained)):
+            resp_tokens[i, :len(r)], resp_valid[i, :len(r)] = r, True
+            resp_train[i, :len(r)], resp_logp[i, :len(r)] = m, lp
+        tokens = np.concatenate([prompt_tokens, resp_tokens], 1)
+        valid = np.concatenate([prompt_valid, resp_valid], 1)
+        response_mask = np.concatenate([np.zeros_like(prompt_valid), resp_train], 1)
         t2 = time.time()
         with jax.set_mesh(self.trainer.mesh):
             old = np.asarray(self._logp(params, tokens, valid))
             ref = np.asarray(self._logp(self.ref_params, tokens, valid))
         ref_s = time.time() - t2
-        sampler_logp = np.concatenate([np.zeros_like(prompt_tokens, np.float32), out.logprobs], 1)
+        sampler_logp = np.concatenate([np.zeros_like(prompt_tokens, np.float32), resp_logp], 1)
         gap = np.abs(sampler_logp - old)[response_mask].mean() if response_mask.any() else 0.0
+        lengths = np.asarray([len(r) for r in responses])
 
         grouped = rewards.reshape(-1, group)
         stats = {
@@ -152,7 +180,7 @@ class RolloutSource:
             "rollout": rollout,
             "reward_mean": float(np.nanmean(rewards)), "reward_std": float(np.nanstd(rewards)),
             "zero_adv_groups": float(np.mean(np.all(grouped == grouped[:, :1], axis=1))),
-            "response_len": float(np.mean(out.lengths)),
+            "response_len": float(np.mean(lengths)),
             "logp_gap": float(gap),
             "rollout_s": rollout_s, "ref_s": ref_s, "update_s": update_s + waited,
         }
@@ -175,6 +203,25 @@ class RolloutSource:
             rows = np.arange(u * self.mini, (u + 1) * self.mini)[self.order]
             minis.append({k: v[rows] for k, v in batch.items()})
         return minis
+
+    def _add_tails(self, params, prompts, responses, sampled_logp, trained, key) -> None:
+        """Appends separator + sampled SID + end to every response that closed its think block."""
+        tail, spec = self.spec.tail, self.spec
+        rows = [i for i, r in enumerate(responses) if r and r[-1] == tail.think_close]
+        if not rows:
+            return
+        prefixes = [list(prompts[i]) + responses[i] + list(tail.separator) for i in rows]
+        tokens, valid = left_pad(prefixes, spec.pad_id)
+        with jax.set_mesh(self.trainer.mesh):
+            sid, sid_logp = sample_sid_tail(self.model_config, params, tokens, valid, tail.tables,
+                                            jax.random.fold_in(key, 1), self.cfg.temperature)
+        sep, end = len(tail.separator), len(tail.end)
+        for j, i in enumerate(rows):
+            responses[i] = responses[i] + list(tail.separator) + sid[j].tolist() + list(tail.end)
+            sampled_logp[i] = np.concatenate([sampled_logp[i], np.zeros(sep), sid_logp[j],
+                                              np.zeros(end)])
+            trained[i] = np.concatenate([trained[i], np.zeros(sep, bool),
+                                         np.ones(sid.shape[1], bool), np.zeros(end, bool)])
 
     # -------------------------------------------------------------- iterator
     def __iter__(self):

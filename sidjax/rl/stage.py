@@ -33,7 +33,8 @@ from sidjax.model.chat import THINK_CLOSE
 from sidjax.model.model import Model, init_params
 from sidjax.model.sharding import PARTITION_RULES
 from sidjax.rl import rewards as rewards_lib
-from sidjax.rl.rollout import RolloutSource, RolloutSpec, grpo_loss_fn
+from sidjax.decode.sid_tables import tables_from_catalog
+from sidjax.rl.rollout import RolloutSource, RolloutSpec, SidTail, grpo_loss_fn
 from sidjax.train.trainer import Task, Trainer
 
 
@@ -47,6 +48,9 @@ def default_grpo_config() -> ConfigDict:
         "updates_per_rollout": 1,
         "temperature": 1.0, "top_k": 0, "top_p": 1.0,
         "max_response_tokens": 1024,
+        # After </think>, force "\n\n" and sample the SID along catalog edges, then EOS (the
+        # method samples unconstrained: False).
+        "constrained_tail": False,
         "rewards": {"step_rule": 1.0},
         "estimator": "grpo", "eps": 1e-6,
         "clip_low": 0.2, "clip_high": 0.2, "dual_clip": 3.0,
@@ -135,9 +139,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         return reward(tokenizer.decode(ids, skip_special_tokens=True), target, valid_sids)
 
     think_close = tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+    tail = None
+    if cfg.constrained_tail:
+        tail = SidTail(tables=tables_from_catalog(dataset.catalog, tokenizer, end_text=()),
+                       think_close=think_close,
+                       separator=tokenizer.encode("\n\n", add_special_tokens=False),
+                       end=[tokenizer.eos_token_id])
     spec = RolloutSpec(prompts=prompt_ids, targets=[t for _, t in rows], reward_fn=reward_fn,
                        stop_tokens=[tokenizer.eos_token_id], pad_id=int(tokenizer.pad_token_id),
-                       reasoning_length=functools.partial(reasoning_tokens, think_close))
+                       reasoning_length=functools.partial(reasoning_tokens, think_close),
+                       tail=tail)
 
     valid_rows = [([dataset.catalog.sid_string(i) for i in s.history],
                    dataset.catalog.sid_string(s.target)) for s in dataset.split("valid")]
