@@ -17,6 +17,7 @@ STAGES: dict[str, str] = {
     "eval": "sidjax.eval.stage:train_and_evaluate",
     "grpo": "sidjax.rl.stage:train_and_evaluate",
     "pipeline": "sidjax.pipeline.run:train_and_evaluate",
+    "plan": "sidjax.train.plan:train_and_evaluate",
     "prepare_data": "sidjax.data.prepare:train_and_evaluate",
     "sid": "sidjax.sid.stage:train_and_evaluate",
 }

@@ -139,12 +139,16 @@ class RolloutSource:
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), rollout)
         tail = spec.tail
         stops = list(spec.stop_tokens) + ([tail.think_close] if tail else [])
-        out = sample(self.model_config, params, prompts, key, cfg.max_response_tokens,
-                     cfg.temperature, cfg.top_k, cfg.top_p, stops, spec.pad_id,
-                     mesh=self.trainer.mesh)
-        responses = [row[:int(n)].tolist() for row, n in zip(out.tokens, out.lengths)]
-        sampled_logp = [row[:int(n)] for row, n in zip(out.logprobs, out.lengths)]
-        trained = [np.ones(int(n), bool) for n in out.lengths]
+        chunk = int(cfg.sample_batch) or len(prompts)
+        responses, sampled_logp = [], []
+        for start in range(0, len(prompts), chunk):  # Bounded KV-cache memory.
+            out = sample(self.model_config, params, prompts[start:start + chunk],
+                         jax.random.fold_in(key, 1000 + start), cfg.max_response_tokens,
+                         cfg.temperature, cfg.top_k, cfg.top_p, stops, spec.pad_id,
+                         mesh=self.trainer.mesh)
+            responses += [row[:int(n)].tolist() for row, n in zip(out.tokens, out.lengths)]
+            sampled_logp += [row[:int(n)] for row, n in zip(out.logprobs, out.lengths)]
+        trained = [np.ones(len(r), bool) for r in responses]
         width = cfg.max_response_tokens
         if tail is not None:
             width += len(tail.separator) + tail.tables.levels + len(tail.end)
