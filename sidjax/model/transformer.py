@@ -136,7 +136,7 @@ class Attention(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, mask, layer_cache, index):
+    def __call__(self, x, positions, mask, caches, layer, index):
         c = self.config
         dt, pdt = DTYPES[c.dtype], DTYPES[c.param_dtype]
 
@@ -152,12 +152,16 @@ class Attention(nn.Module):
         q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
         q = shard_activation(q, P(BATCH_AXES, None, "tensor", None))
         new_cache = None
-        if layer_cache is not None:
-            cache_k, cache_v = layer_cache  # [B, S, K, H]
-            k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, index, 0, 0))
-            v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, index, 0, 0))
-            new_cache = (k, v)
-            k, v = k.astype(dt), v.astype(dt)
+        if caches is not None:
+            # The whole stacked cache [L, B, S, K, H] is carried through the layer scan and
+            # updated in place at (layer, index): per-layer xs/ys would copy it every step.
+            cache_k, cache_v = caches
+            start = (layer, 0, index, 0, 0)
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype)[None], start)
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype)[None], start)
+            new_cache = (cache_k, cache_v)
+            k = jax.lax.dynamic_index_in_dim(cache_k, layer, 0, keepdims=False).astype(dt)
+            v = jax.lax.dynamic_index_in_dim(cache_v, layer, 0, keepdims=False).astype(dt)
         out = attention(q, k, v, mask, c.attention_impl)  # [B, T, N, H]
         out = Linear((c.hidden_size,), in_dims=2, dtype=dt, param_dtype=pdt, name="o")(out)
         return out, new_cache
@@ -181,22 +185,23 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """One decoder layer; scanned, so it maps (x, this layer's cache) -> (x, (cache, x))."""
+    """One decoder layer; scanned over layers: ((x, stacked cache), layer id) -> ((x, cache), x)."""
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, layer_cache, positions, mask, index):
+    def __call__(self, carry, layer, positions, mask, index):
+        x, caches = carry
         c = self.config
         dt, pdt = DTYPES[c.dtype], DTYPES[c.param_dtype]
         h, new_cache = Attention(c, name="attn")(
             RMSNorm(c.rms_norm_eps, dt, pdt, name="input_norm")(x), positions, mask,
-            layer_cache, index,
+            caches, layer, index,
         )
         x = x + h
         x = x + MLP(c, name="mlp")(RMSNorm(c.rms_norm_eps, dt, pdt, name="post_attn_norm")(x))
         x = shard_activation(x, P(BATCH_AXES, None, None))
-        return x, (new_cache, x)
+        return (x, new_cache), x
 
 
 _REMAT_POLICIES = {
@@ -252,7 +257,9 @@ class Transformer(nn.Module):
 
         x = self.embed(tokens)  # [B, T, D]
         x = shard_activation(x, P(BATCH_AXES, None, None))
-        x, (new_layer_caches, per_layer) = self.layers(x, layer_caches, positions, mask, index)
+        layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
+        (x, new_layer_caches), per_layer = self.layers((x, layer_caches), layer_ids, positions,
+                                                       mask, index)
         x = self.final_norm(x)
         rows = x.reshape(b * t, -1)  # 2-D matmul: see Linear.
         if self.config.tie_word_embeddings:
