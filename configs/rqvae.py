@@ -10,7 +10,7 @@ from ml_collections import ConfigDict
 
 from sidjax.data.sources import default_data_config
 from sidjax.embed.encoders import default_embed_config
-from sidjax.sid.stage import default_sid_config
+from sidjax.sid.stage import apply_tiny_sizes, default_sid_config
 from sidjax.train.defaults import base_config
 
 
@@ -42,12 +42,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
         config.train.batch_size = 1024
         config.train.num_steps = 2000
     elif arg == "tiny":
-        config.data.synthetic.num_users = 400
-        config.embed.dim = 32
-        config.sid.codes = 16
-        config.sid.hidden = (64, 32)
-        config.sid.e_dim = 8
-        config.sid.kmeans_iters = 20
+        apply_tiny_sizes(config)
         config.train.batch_size = 64
         config.train.num_steps = 60
         config.eval.every_steps = 20

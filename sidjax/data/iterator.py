@@ -15,7 +15,36 @@ import jax
 import numpy as np
 
 
-class BatchIterator:
+class ResumablePosition:
+    """The state every deterministic iterator here checkpoints: batches produced + seed.
+
+    Subclasses set `seed`, `batches_done` and `batches_per_epoch` and define `__next__`.
+    """
+
+    seed: int
+    batches_done: int
+    batches_per_epoch: int
+
+    @property
+    def epoch(self) -> int:
+        return self.batches_done // self.batches_per_epoch
+
+    def __iter__(self):
+        return self
+
+    def get_state(self) -> dict:
+        return {"batches_done": self.batches_done, "seed": self.seed}
+
+    def set_state(self, state: Mapping) -> None:
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(
+                f"Checkpointed data iterator used seed {state['seed']} but this run uses "
+                f"{self.seed}; resume with the same config.seed or start a new workdir."
+            )
+        self.batches_done = int(state["batches_done"])
+
+
+class BatchIterator(ResumablePosition):
     """Yields this process's rows of each global batch as a dict of numpy arrays.
 
     `source` is either a mapping of equal-length arrays (column store) or any
@@ -82,25 +111,7 @@ class BatchIterator:
             records = [self.source[int(i)] for i in indices]
         return {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
 
-    @property
-    def epoch(self) -> int:
-        return self.batches_done // self.batches_per_epoch
-
-    def __iter__(self):
-        return self
-
     def __next__(self) -> dict[str, np.ndarray]:
         batch = self._gather(self.indices_for(self.batches_done))
         self.batches_done += 1
         return batch
-
-    def get_state(self) -> dict:
-        return {"batches_done": self.batches_done, "seed": self.seed}
-
-    def set_state(self, state: Mapping) -> None:
-        if int(state.get("seed", self.seed)) != self.seed:
-            raise ValueError(
-                f"Checkpointed data iterator used seed {state['seed']} but this run uses "
-                f"{self.seed}; resume with the same config.seed or start a new workdir."
-            )
-        self.batches_done = int(state["batches_done"])

@@ -22,7 +22,7 @@ from sidjax.eval.stage import default_eval_config
 from sidjax.model.setup import default_model_config
 from sidjax.rl.stage import default_grpo_config
 from sidjax.sft.stage import default_sft_config
-from sidjax.sid.stage import default_sid_config
+from sidjax.sid.stage import apply_tiny_sizes, default_sid_config
 from sidjax.train.defaults import base_config
 
 VARIANTS = ("", "tiny", "industrial")
@@ -89,12 +89,7 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         else:
             config.optim.lr = 1e-4  # A from-scratch tiny policy needs far more than 5e-7.
     if variant == "tiny":
-        config.data.synthetic.num_users = 400
-        config.embed.dim = 32
-        config.sid.codes = 16
-        config.sid.hidden = (64, 32)
-        config.sid.e_dim = 8
-        config.sid.kmeans_iters = 20
+        apply_tiny_sizes(config)
         config.sid_train = ConfigDict({"num_steps": 150, "batch_size": 64})
         config.teacher.max_narratives = 300
         config.sft.general_template_chats = 50

@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
 
+from sidjax.data.iterator import ResumablePosition
 from sidjax.data.padding import bucket_length, left_pad
 from sidjax.data.tasks import Example, encode
 
@@ -83,7 +84,7 @@ def make_batch(data: TokenizedSet, rows: Sequence[int], pad_id: int, length: int
     return {"tokens": tokens, "valid": valid, "loss_mask": mask.astype(bool), "task": task}
 
 
-class BucketIterator:
+class BucketIterator(ResumablePosition):
     """Shuffled batches of equal-bucket examples; resumable; per-process rows."""
 
     def __init__(self, data: TokenizedSet, global_batch_size: int, pad_id: int, seed: int,
@@ -125,28 +126,12 @@ class BucketIterator:
             self._epoch = epoch
         return self._schedule
 
-    @property
-    def epoch(self) -> int:
-        return self.batches_done // self.batches_per_epoch
-
-    def __iter__(self):
-        return self
-
     def __next__(self) -> dict[str, np.ndarray]:
         epoch, within = divmod(self.batches_done, self.batches_per_epoch)
         length, rows = self._epoch_schedule(epoch)[within]
         rows = rows[self.process_index * self.local:(self.process_index + 1) * self.local]
         self.batches_done += 1
         return make_batch(self.data, rows, self.pad_id, length)
-
-    def get_state(self) -> dict:
-        return {"batches_done": self.batches_done, "seed": self.seed}
-
-    def set_state(self, state: Mapping) -> None:
-        if int(state.get("seed", self.seed)) != self.seed:
-            raise ValueError(f"Checkpointed data iterator used seed {state['seed']} but this run "
-                             f"uses {self.seed}; resume with the same config.seed.")
-        self.batches_done = int(state["batches_done"])
 
 
 def eval_batches(data: TokenizedSet, batch_size: int, pad_id: int, smallest: int = 32

@@ -54,6 +54,14 @@ def default_sid_config() -> ConfigDict:
     })
 
 
+def apply_tiny_sizes(config: ConfigDict) -> None:
+    """The `tiny` data/embedding/RQ-VAE sizes shared by configs/rqvae.py:tiny and the LLM
+    configs' tiny variant (a 400-user store, 16 codes per level)."""
+    config.data.synthetic.num_users = 400
+    config.embed.dim = 32
+    config.sid.update(codes=16, hidden=(64, 32), e_dim=8, kmeans_iters=20)
+
+
 def _fit_rqvae(config, x, directory):
     task = rqvae.make_task(x, config.sid, seed=config.seed)
     trainer = Trainer(config, directory, task)
