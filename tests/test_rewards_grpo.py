@@ -48,6 +48,11 @@ class StepRuleRewardTest(parameterized.TestCase):
         self.assertEqual(rewards.rank_aware_reward(good, TARGET, VALID, rank=2, group_size=3), 1)
         combined = rewards.combine({"step_rule": 1.0, "format": 0.5})
         self.assertAlmostEqual(combined(bad, TARGET, VALID), 0.6 + 0.5)
+        self.assertEqual(rewards.overlong_reward("<think>a b c", TARGET, VALID, truncated=True),
+                         -1.0)
+        self.assertEqual(rewards.overlong_reward(good, TARGET, VALID, truncated=False), 0.0)
+        with_overlong = rewards.combine({"step_rule": 1.0, "overlong": 0.5})
+        self.assertAlmostEqual(with_overlong(bad, TARGET, VALID, truncated=True), 0.6 - 0.5)
         with self.assertRaisesRegex(ValueError, "Unknown rewards"):
             rewards.combine({"bleu": 1.0})
 

@@ -20,6 +20,7 @@ from sidjax.data.tfds_store import prepare_tfds
 from sidjax.embed.encoders import embed_catalog
 from sidjax.eval import baselines
 from sidjax.eval.metrics import ranking_metrics
+from sidjax.train import distributed
 
 
 def baseline_metrics(dataset, split: str = "test") -> dict:
@@ -37,8 +38,13 @@ def baseline_metrics(dataset, split: str = "test") -> dict:
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     dataset = load_dataset(config.data)
     data_dir = os.path.join(workdir, "data")
-    write_minionerec(dataset, os.path.join(data_dir, "minionerec"))
-    tfds_path = prepare_tfds(dataset, os.path.join(data_dir, "tfds"), config.data.history_cap)
+    tfds_path = None
+    with distributed.main_writes("prepare-data") as writer:  # Host work: process 0 alone.
+        if writer:
+            write_minionerec(dataset, os.path.join(data_dir, "minionerec"))
+            tfds_path = prepare_tfds(dataset, os.path.join(data_dir, "tfds"),
+                                     config.data.history_cap)
+    tfds_path = distributed.broadcast(tfds_path)
     vectors = embed_catalog(dataset.catalog, config.embed, os.path.join(workdir, "embeddings"))
     stats = {
         "name": dataset.name, "items": len(dataset.catalog),
@@ -46,8 +52,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         "embeddings": list(vectors.shape), "tfds": tfds_path,
         "baselines_test": baseline_metrics(dataset) if "test" in dataset.splits else {},
     }
-    with open(os.path.join(data_dir, "stats.json"), "w") as f:
-        json.dump(stats, f, indent=2)
+    with distributed.main_writes("prepare-stats") as writer:
+        if writer:
+            with open(os.path.join(data_dir, "stats.json"), "w") as f:
+                json.dump(stats, f, indent=2)
     for name, metrics in stats["baselines_test"].items():
         logging.info("%s baseline on test: HR@10 %.4f NDCG@10 %.4f", name, metrics["hr@10"],
                      metrics["ndcg@10"])

@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sidjax.data.padding import left_pad
+from sidjax.data.padding import bucket_length, left_pad
 from sidjax.model.config import ModelConfig
 from sidjax.model.transformer import Transformer, init_cache
-from sidjax.train.mesh import batch_sharding
+from sidjax.train import distributed
 
 
 @dataclasses.dataclass
@@ -92,17 +92,27 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
 def sample(config: ModelConfig, params, prompts: Sequence[Sequence[int]], rng: jax.Array,
            max_new_tokens: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
            stop_tokens: Sequence[int] = (), pad_id: int = 0, mesh=None) -> SampleResult:
-    """Samples continuations of token-id prompts; with a mesh, rows are split over its batch axes."""
-    tokens, valid = left_pad(prompts, pad_id)
+    """Samples continuations of token-id prompts.
+
+    With a mesh, rows are split over its batch axes, and in a multi-process run each
+    process passes its own prompts and gets its own rows back (every process must call it;
+    prompt counts may differ, see `distributed.run_on_rows`). Without a mesh the arrays
+    live on this process's default device.
+    """
+    longest = max((len(p) for p in prompts), default=1)
+    if mesh is not None:
+        longest = distributed.global_max(longest)  # One padded length on every process.
+    tokens, valid = left_pad(prompts, pad_id, bucket_length(longest)) if prompts else (
+        np.full((0, bucket_length(longest)), pad_id, np.int32),
+        np.zeros((0, bucket_length(longest)), bool))
     kwargs = dict(config=config, max_new_tokens=int(max_new_tokens),
                   temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
                   stop_tokens=tuple(int(s) for s in stop_tokens), pad_id=int(pad_id))
     if mesh is None:
-        out, logps = _sample(params, tokens, valid, rng, **kwargs)
+        out, logps = jax.device_get(_sample(params, tokens, valid, rng, **kwargs))
     else:
-        with jax.set_mesh(mesh):
-            out, logps = _sample(params, jax.device_put(tokens, batch_sharding(mesh, 2)),
-                                 jax.device_put(valid, batch_sharding(mesh, 2)), rng, **kwargs)
+        out, logps = distributed.run_on_rows(
+            lambda t, v: _sample(params, t, v, rng, **kwargs), mesh, tokens, valid)
     out, logps = np.asarray(out), np.asarray(logps)
     stopped = np.isin(out, list(stop_tokens)) if stop_tokens else np.zeros_like(out, bool)
     first_stop = np.where(stopped.any(1), stopped.argmax(1) + 1, out.shape[1])

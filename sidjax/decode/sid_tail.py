@@ -19,6 +19,7 @@ from sidjax.decode.beam import _candidates
 from sidjax.decode.sid_tables import SidTables
 from sidjax.model.config import ModelConfig
 from sidjax.model.transformer import Transformer, init_cache
+from sidjax.train import distributed
 
 
 @functools.partial(jax.jit, static_argnames=("config", "levels", "temperature"))
@@ -51,10 +52,19 @@ def _sample_tail(params, prompt, valid, child_tokens, child_nodes, rng, *, confi
 
 
 def sample_sid_tail(config: ModelConfig, params, prompt_tokens, prompt_valid, tables: SidTables,
-                    rng: jax.Array, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded prompts [B, T] -> sampled SID token ids [B, L] and their log-probs [B, L]."""
-    tokens, logps = _sample_tail(
-        params, jnp.asarray(prompt_tokens, jnp.int32), jnp.asarray(prompt_valid, bool),
-        jnp.asarray(tables.child_tokens), jnp.asarray(tables.child_nodes), rng, config=config,
+                    rng: jax.Array, temperature: float = 1.0, mesh=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded prompts [B, T] -> sampled SID token ids [B, L] and their log-probs [B, L].
+
+    With a mesh, rows are split over its batch axes; in a multi-process run each process
+    passes its own rows (the same padded length T everywhere) and gets them back.
+    """
+    run = functools.partial(
+        _sample_tail, params, child_tokens=np.asarray(tables.child_tokens),
+        child_nodes=np.asarray(tables.child_nodes), rng=rng, config=config,
         levels=tables.levels, temperature=float(temperature))
-    return np.asarray(tokens), np.asarray(logps)
+    prompt_tokens = np.asarray(prompt_tokens, np.int32)
+    prompt_valid = np.asarray(prompt_valid, bool)
+    if mesh is None:
+        return tuple(np.asarray(x) for x in run(prompt_tokens, prompt_valid))
+    return distributed.run_on_rows(run, mesh, prompt_tokens, prompt_valid)

@@ -21,6 +21,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from sidjax.data.types import Catalog
+from sidjax.train import distributed
 
 ENCODERS: dict[str, Callable[[Catalog, ConfigDict], np.ndarray]] = {}
 
@@ -81,12 +82,16 @@ def embed_catalog(catalog: Catalog, cfg: ConfigDict, cache_dir: str | None = Non
     if cfg.encoder not in ENCODERS:
         raise ValueError(f"config.embed.encoder='{cfg.encoder}' is not one of {sorted(ENCODERS)}.")
     path = os.path.join(cache_dir, f"{cache_key(catalog, cfg)}.npy") if cache_dir else None
-    if path and os.path.isfile(path):
+    if not path:
+        return ENCODERS[cfg.encoder](catalog, cfg)
+    if distributed.exists(path):
         logging.info("Item embeddings from cache %s.", path)
         return np.load(path)
-    vectors = ENCODERS[cfg.encoder](catalog, cfg)
-    if path:
-        os.makedirs(cache_dir, exist_ok=True)
-        np.save(path, vectors)
-        logging.info("Item embeddings %s written to %s.", vectors.shape, path)
-    return vectors
+    # Process 0 embeds and writes the cache; the others read it.
+    with distributed.main_writes("embeddings") as writer:
+        if writer:
+            vectors = ENCODERS[cfg.encoder](catalog, cfg)
+            os.makedirs(cache_dir, exist_ok=True)
+            np.save(path, vectors)
+            logging.info("Item embeddings %s written to %s.", vectors.shape, path)
+    return np.load(path)

@@ -32,6 +32,7 @@ from sidjax.eval import baselines
 from sidjax.eval.metrics import KS, rank_of, ranking_metrics
 from sidjax.model.chat import THINK_CLOSE, render_chat
 from sidjax.model.model import Model
+from sidjax.train import distributed
 
 MODES = ("nonthinking", "thinking")
 
@@ -94,13 +95,21 @@ def evaluate_model(model: Model, tokenizer, catalog: Catalog, samples: Sequence[
                    max_reasoning_tokens: int = 1024, renormalize: bool = False,
                    tables: SidTables | None = None, ks: Sequence[int] = KS,
                    nonthinking_variant: str = "eval") -> EvalOutput:
-    """Beam-searches every sample's next SID; returns metrics and per-example records."""
+    """Beam-searches every sample's next SID; returns metrics and per-example records.
+
+    In a multi-process run every process calls it with the same samples: each evaluates
+    its contiguous share on its own devices (the model must be process-local, as
+    `load_export` without a mesh gives), and the records are gathered in sample order, so
+    every process returns the same result.
+    """
     if mode not in MODES:
         raise ValueError(f"Evaluation mode '{mode}' is not one of {MODES}.")
     tables = tables or tables_from_catalog(catalog, tokenizer)
     start = time.time()
     records, reasoning_lengths = [], []
     pad_id = int(tokenizer.pad_token_id)
+    share = -(-len(samples) // jax.process_count())
+    samples = list(samples)[jax.process_index() * share:(jax.process_index() + 1) * share]
     for first in range(0, len(samples), batch_size):
         chunk = list(samples[first:first + batch_size])
         histories = [[catalog.sid_string(i) for i in s.history] for s in chunk]
@@ -120,6 +129,8 @@ def evaluate_model(model: Model, tokenizer, catalog: Catalog, samples: Sequence[
         sids = result.sid_strings(tables)
         for n, s in enumerate(chunk):
             records.append(_prediction_record(catalog, s, sids[n], result.scores[n], reasoning[n]))
+    records = distributed.gather_objects(records)
+    reasoning_lengths = distributed.gather_objects(reasoning_lengths)
     predictions = [r["top_sids"] for r in records]
     targets = [r["target_sid"] for r in records]
     metrics = ranking_metrics(predictions, targets, ks)

@@ -22,6 +22,7 @@ from ml_collections import ConfigDict
 
 from sidjax.eval.evaluate import MODES, baseline_metrics, evaluate_model
 from sidjax.eval.metrics import KS
+from sidjax.train import distributed
 
 STAGE_MODELS = (("stage1", "sft", "nonthinking"), ("stage2", "reason", "thinking"),
                 ("stage3", "grpo", "thinking"))
@@ -80,10 +81,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
 
     cfg = config.evaluation
     out_dir = os.path.join(workdir, "eval")
-    os.makedirs(out_dir, exist_ok=True)
     results_path = os.path.join(out_dir, "results.json")
     entries = []
-    if os.path.exists(results_path):
+    if distributed.exists(results_path):
         with open(results_path) as f:
             entries = json.load(f)["entries"]
     dataset = sid_dataset(config, workdir)
@@ -109,19 +109,24 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         logging.info("eval: %s (%s) on %d %s examples: HR@10 %.4f NDCG@10 %.4f in %.0fs.",
                      label, mode, len(samples), cfg.split, result.metrics.get("hr@10", 0.0),
                      result.metrics.get("ndcg@10", 0.0), result.metrics["seconds"])
-        with open(os.path.join(out_dir, f"predictions_{label}.jsonl"), "w") as f:
-            for record in result.predictions:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if distributed.is_main():
+            os.makedirs(out_dir, exist_ok=True)
+            with open(os.path.join(out_dir, f"predictions_{label}.jsonl"), "w") as f:
+                for record in result.predictions:
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
         by_label[label] = {"label": label, "path": path, "mode": mode, "split": cfg.split,
                            "prompt": prompt, "metrics": result.metrics}
     order = ["popularity", "random"] + [m[0] for m in STAGE_MODELS]
     entries = sorted(by_label.values(), key=lambda e: (order.index(e["label"])
                                                        if e["label"] in order else 99,
                                                        e["label"]))
-    with open(results_path, "w") as f:
-        json.dump({"entries": entries}, f, indent=1)
     table = markdown_table(entries)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(table)
+    with distributed.main_writes("eval-results") as writer:
+        if writer:
+            os.makedirs(out_dir, exist_ok=True)
+            with open(results_path, "w") as f:
+                json.dump({"entries": entries}, f, indent=1)
+            with open(os.path.join(out_dir, "results.md"), "w") as f:
+                f.write(table)
     logging.info("Results (%s split, %d examples):\n%s", cfg.split, len(samples), table)
     return {"entries": entries, "table": table}

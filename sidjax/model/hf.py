@@ -18,13 +18,13 @@ import jax
 import numpy as np
 from absl import logging
 from flax.traverse_util import flatten_dict, unflatten_dict
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from sidjax.model.config import ModelConfig
 from sidjax.model.model import Model, abstract_params, param_shardings
 from sidjax.model.safetensors_io import SafetensorsFile, save_file
 from sidjax.model.transformer import DTYPES
+from sidjax.train.distributed import to_host
 
 Array = np.ndarray
 
@@ -212,12 +212,6 @@ def load_hf_model(path: str, dtype: str = "float32", mesh: Mesh | None = None,
     return Model(config=config, params=unflatten_dict(flat), mesh=mesh)
 
 
-def _to_host(x: jax.Array) -> np.ndarray:
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
-
-
 def save_hf_model(model: Model, path: str, max_shard_bytes: int = 4 << 30) -> None:
     """Writes config.json + model.safetensors (sharded with an index above max_shard_bytes).
 
@@ -228,7 +222,7 @@ def save_hf_model(model: Model, path: str, max_shard_bytes: int = 4 << 30) -> No
     flat = flatten_dict(model.params)
     tensors: dict[str, np.ndarray] = {}
     for rule in _rules(config):
-        value = _to_host(flat[rule.ours])
+        value = to_host(flat[rule.ours])
         names = _hf_names(rule, config)
         parts = list(value) if rule.layered else [value]
         for name, part in zip(names, parts):

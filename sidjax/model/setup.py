@@ -7,6 +7,7 @@ Either way the result has the catalog's SID tokens in its vocabulary (added with
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Iterable, Sequence
 
 import jax
@@ -16,6 +17,7 @@ from ml_collections import ConfigDict
 from sidjax.model.config import get_preset
 from sidjax.model.model import Model, init_params
 from sidjax.model.tokenizer import add_sid_tokens, load_tokenizer, train_tokenizer
+from sidjax.train import distributed
 
 
 def default_model_config() -> ConfigDict:
@@ -34,6 +36,27 @@ def default_model_config() -> ConfigDict:
     })
 
 
+def _shared_tokenizer(corpus: Iterable[str], vocab_size: int, path: str | None):
+    """A tokenizer trained on `corpus`; in a multi-process run process 0 trains it and every
+    process loads process 0's files, so all hold the same vocabulary."""
+    if jax.process_count() == 1:
+        return train_tokenizer(corpus, vocab_size, path)
+    files = None
+    if distributed.is_main():
+        with tempfile.TemporaryDirectory() as tmp:
+            train_tokenizer(corpus, vocab_size, tmp)
+            files = {name: open(os.path.join(tmp, name), "rb").read() for name in os.listdir(tmp)}
+    files = distributed.broadcast(files)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(data)
+        tokenizer = load_tokenizer(tmp)
+    if path and distributed.is_main():
+        tokenizer.save_pretrained(path)
+    return tokenizer
+
+
 def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str], seed: int = 0,
               mesh=None, tokenizer_dir: str | None = None) -> tuple[Model, object]:
     """-> (Model with SID rows, tokenizer with SID tokens)."""
@@ -48,7 +71,7 @@ def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str],
         tokenizer = load_tokenizer(cfg.hf_path)
         logging.info("Loaded %s (%d params).", cfg.hf_path, model.config.num_params())
     else:
-        tokenizer = train_tokenizer(corpus, int(cfg.tokenizer_vocab), tokenizer_dir)
+        tokenizer = _shared_tokenizer(corpus, int(cfg.tokenizer_vocab), tokenizer_dir)
         vocab = -(-len(tokenizer) // 64) * 64
         sizes = {k: int(cfg[k]) for k in ("num_layers", "hidden_size", "intermediate_size")
                  if int(cfg[k])}

@@ -15,6 +15,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from sidjax.pipeline.defaults import stage_config
+from sidjax.train import distributed
 
 ORDER = ("sid", "sft", "reason", "grpo", "eval")
 
@@ -83,8 +84,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                        f"{g['val_after'].get('val/reward', float('nan')):.3f}; reasoning "
                        f"tokens {g['reasoning_len_first5']:.1f} -> "
                        f"{g['reasoning_len_last5']:.1f}. Plot: grpo/grpo_curves.png\n")
-        with open(os.path.join(workdir, "results.md"), "w") as f:
-            f.write(report)
-        print(report)
+        if distributed.is_main():
+            with open(os.path.join(workdir, "results.md"), "w") as f:
+                f.write(report)
+            print(report)
     logging.info("Pipeline stage seconds (this invocation): %s", timings)
     return {"timings": timings, "report": report}

@@ -78,11 +78,23 @@ def rank_aware_reward(response: str, target_sid: str, valid_sids: Collection[str
     return -(1.0 / math.log2(rank + 2)) / norm
 
 
+def overlong_reward(response: str, target_sid: str, valid_sids: Collection[str],
+                    truncated: bool = False, **context) -> float:
+    """-1 for a response cut at `max_response_tokens` before it finished, else 0.
+
+    DAPO's overlong punishment (hard form): with a weight it discourages reasoning that
+    runs past the budget, whose SID would otherwise just be missing. `truncated` comes
+    from the rollout (no stop token at the end of the sampled ids).
+    """
+    return -1.0 if truncated else 0.0
+
+
 REWARDS: dict[str, Callable[..., float]] = {
     "step_rule": step_rule_reward,
     "exact_match": exact_match_reward,
     "format": format_reward,
     "rank_aware": rank_aware_reward,
+    "overlong": overlong_reward,
 }
 
 

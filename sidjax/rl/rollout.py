@@ -14,6 +14,11 @@
 Per-rollout statistics (reward mean/std, zero-advantage groups, response and reasoning
 length, log-prob gap, rollout/reference/update seconds) go to <workdir>/rollouts.jsonl and
 the log.
+
+Multi-process: each process rolls out its own contiguous share of the step's prompts
+(whole groups), samples and scores only those rows, and feeds them to the trainer as its
+rows of the global batch; statistics are gathered so every process logs the same numbers.
+With one update per rollout, the global batch is the one a single process would build.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from sidjax.decode.sid_tail import sample_sid_tail
 from sidjax.model.config import ModelConfig
 from sidjax.model.logprobs import token_logprobs
 from sidjax.rl import grpo
+from sidjax.train import distributed
 
 
 @dataclasses.dataclass
@@ -86,12 +92,19 @@ class RolloutSource:
                  ref_offload: bool = False):
         self.spec, self.cfg, self.model_config = spec, cfg, model_config
         self.group = int(cfg.group_size)
-        self.rows = int(cfg.prompts_per_step) * self.group
+        processes = jax.process_count()
+        if int(cfg.prompts_per_step) % processes:
+            raise ValueError(f"config.grpo.prompts_per_step={cfg.prompts_per_step} does not "
+                             f"split over {processes} processes (each rolls out whole groups); "
+                             f"use a multiple of {processes}.")
+        self.local_prompts = int(cfg.prompts_per_step) // processes
+        self.rows = self.local_prompts * self.group  # This process's rows per rollout.
         self.updates = int(cfg.updates_per_rollout)
         if self.rows % self.updates or (self.rows // self.updates) % self.group:
-            raise ValueError(f"A rollout of {cfg.prompts_per_step} prompts x {self.group} "
-                             f"responses does not split into {self.updates} mini-batches of "
-                             "whole groups (config.grpo.updates_per_rollout).")
+            raise ValueError(f"A rollout of {self.local_prompts} prompts x {self.group} "
+                             f"responses per process ({processes} processes) does not split "
+                             f"into {self.updates} mini-batches of whole groups "
+                             "(config.grpo.updates_per_rollout).")
         self.mini = self.rows // self.updates
         self.order = grpo.micro_batch_order(self.mini, self.group, micro_batches)
         # A host copy: the trainer donates its params, so the reference never shares buffers
@@ -132,7 +145,8 @@ class RolloutSource:
         jax.block_until_ready(params)
         update_s = t0 - self._last_return if self._last_return else 0.0
         waited = time.time() - t0
-        idx = self.prompt_indices(rollout)
+        first = jax.process_index() * self.local_prompts
+        idx = self.prompt_indices(rollout)[first:first + self.local_prompts]
         prompts = [list(spec.prompts[i]) for i in idx for _ in range(group)]
         targets = [spec.targets[i] for i in idx for _ in range(group)]
         t1 = time.time()
@@ -157,8 +171,8 @@ class RolloutSource:
         rollout_s = time.time() - t1
         advantages = grpo.group_advantages(rewards, group, cfg.estimator, cfg.eps)
 
-        prompt_tokens, prompt_valid = left_pad(prompts, spec.pad_id,
-                                               bucket_length(max(map(len, prompts))))
+        prompt_tokens, prompt_valid = left_pad(
+            prompts, spec.pad_id, bucket_length(distributed.global_max(max(map(len, prompts)))))
         resp_tokens = np.full((len(prompts), width), spec.pad_id, np.int32)
         resp_valid = np.zeros((len(prompts), width), bool)
         resp_train = np.zeros((len(prompts), width), bool)
@@ -170,29 +184,33 @@ class RolloutSource:
         valid = np.concatenate([prompt_valid, resp_valid], 1)
         response_mask = np.concatenate([np.zeros_like(prompt_valid), resp_train], 1)
         t2 = time.time()
-        with jax.set_mesh(self.trainer.mesh):
-            old = np.asarray(self._logp(params, tokens, valid))
-            ref = np.asarray(self._logp(self.ref_params, tokens, valid))
+        mesh = self.trainer.mesh
+        old = distributed.run_on_rows(functools.partial(self._logp, params), mesh, tokens, valid)
+        ref = distributed.run_on_rows(functools.partial(self._logp, self.ref_params), mesh,
+                                      tokens, valid)
         ref_s = time.time() - t2
         sampler_logp = np.concatenate([np.zeros_like(prompt_tokens, np.float32), resp_logp], 1)
-        gap = np.abs(sampler_logp - old)[response_mask].mean() if response_mask.any() else 0.0
-        lengths = np.asarray([len(r) for r in responses])
-
-        grouped = rewards.reshape(-1, group)
+        gap_sum, gap_count = distributed.gather_rows(np.asarray(
+            [[np.abs(sampler_logp - old)[response_mask].sum(), response_mask.sum()]])).sum(0)
+        # Statistics over every process's rows (identical on all processes).
+        all_rewards = distributed.gather_rows(rewards)
+        lengths = distributed.gather_rows(np.asarray([len(r) for r in responses]))
+        grouped = all_rewards.reshape(-1, group)
         stats = {
             "step": int(self.trainer.state.step) if self.trainer.state is not None else 0,
             "rollout": rollout,
-            "reward_mean": float(np.nanmean(rewards)), "reward_std": float(np.nanstd(rewards)),
+            "reward_mean": float(np.nanmean(all_rewards)),
+            "reward_std": float(np.nanstd(all_rewards)),
             "zero_adv_groups": float(np.mean(np.all(grouped == grouped[:, :1], axis=1))),
             "response_len": float(np.mean(lengths)),
-            "logp_gap": float(gap),
+            "logp_gap": float(gap_sum / max(gap_count, 1)),
             "rollout_s": rollout_s, "ref_s": ref_s, "update_s": update_s + waited,
         }
         if spec.reasoning_length is not None:
-            stats["reasoning_len"] = float(np.mean([spec.reasoning_length(r)
-                                                    for r in responses]))
+            stats["reasoning_len"] = float(np.mean(distributed.gather_rows(np.asarray(
+                [spec.reasoning_length(r) for r in responses]))))
         self.history.append(stats)
-        if jax.process_index() == 0:
+        if distributed.is_main():
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(stats) + "\n")
         logging.info("GRPO rollout %d: reward %.3f±%.3f, zero-adv groups %.2f, response %.1f "
@@ -212,13 +230,16 @@ class RolloutSource:
         """Appends separator + sampled SID + end to every response that closed its think block."""
         tail, spec = self.spec.tail, self.spec
         rows = [i for i, r in enumerate(responses) if r and r[-1] == tail.think_close]
-        if not rows:
+        if distributed.global_max(len(rows)) == 0:  # Every process takes the same branch.
             return
         prefixes = [list(prompts[i]) + responses[i] + list(tail.separator) for i in rows]
-        tokens, valid = left_pad(prefixes, spec.pad_id)
-        with jax.set_mesh(self.trainer.mesh):
-            sid, sid_logp = sample_sid_tail(self.model_config, params, tokens, valid, tail.tables,
-                                            jax.random.fold_in(key, 1), self.cfg.temperature)
+        longest = distributed.global_max(max(map(len, prefixes), default=1))
+        tokens, valid = left_pad(prefixes or [[spec.pad_id]], spec.pad_id,
+                                 bucket_length(longest))
+        tokens, valid = tokens[:len(rows)], valid[:len(rows)]
+        sid, sid_logp = sample_sid_tail(self.model_config, params, tokens, valid, tail.tables,
+                                        jax.random.fold_in(key, 1), self.cfg.temperature,
+                                        mesh=self.trainer.mesh)
         sep, end = len(tail.separator), len(tail.end)
         for j, i in enumerate(rows):
             responses[i] = responses[i] + list(tail.separator) + sid[j].tolist() + list(tail.end)

@@ -35,6 +35,7 @@ from sidjax.model.sharding import PARTITION_RULES
 from sidjax.rl import rewards as rewards_lib
 from sidjax.decode.sid_tables import tables_from_catalog
 from sidjax.rl.rollout import RolloutSource, RolloutSpec, SidTail, grpo_loss_fn
+from sidjax.train import distributed
 from sidjax.train.trainer import Task, Trainer
 
 
@@ -52,7 +53,9 @@ def default_grpo_config() -> ConfigDict:
         # After </think>, force "\n\n" and sample the SID along catalog edges, then EOS (the
         # method samples unconstrained: False).
         "constrained_tail": False,
-        "rewards": {"step_rule": 1.0},
+        # Weights of sidjax.rl.rewards.REWARDS; the method's is step_rule alone. overlong
+        # (-1 for a response cut at max_response_tokens) is DAPO's overlong punishment.
+        "rewards": {"step_rule": 1.0, "overlong": 0.0},
         "estimator": "grpo", "eps": 1e-6,
         "clip_low": 0.2, "clip_high": 0.2, "dual_clip": 3.0,
         "kl_coef": 0.001, "kl_estimator": "k3",
@@ -117,11 +120,13 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     cfg = config.grpo
     out_dir = os.path.join(workdir, "grpo")
     summary_path = os.path.join(out_dir, "summary.json")
-    if os.path.exists(summary_path):
+    if distributed.exists(summary_path):
         logging.info("GRPO already done (%s); skipping.", summary_path)
         with open(summary_path) as f:
             return json.load(f)
-    os.makedirs(out_dir, exist_ok=True)
+    with distributed.main_writes("grpo-dir") as writer:
+        if writer:
+            os.makedirs(out_dir, exist_ok=True)
     start = time.time()
     dataset = sid_dataset(config, workdir)
     source_dir = cfg.init_from or os.path.join(workdir, "reason", EXPORT_DIR)
@@ -136,8 +141,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     valid_sids = set(dataset.catalog.sid_strings())
     reward = rewards_lib.combine(cfg.rewards.to_dict())
 
+    stops = {tokenizer.eos_token_id}
+
     def reward_fn(ids, target):
-        return reward(tokenizer.decode(ids, skip_special_tokens=True), target, valid_sids)
+        return reward(tokenizer.decode(ids, skip_special_tokens=True), target, valid_sids,
+                      truncated=not ids or ids[-1] not in stops)
 
     think_close = tokenizer.convert_tokens_to_ids(THINK_CLOSE)
     tail = None
@@ -154,22 +162,30 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     valid_rows = [([dataset.catalog.sid_string(i) for i in s.history],
                    dataset.catalog.sid_string(s.target)) for s in dataset.split("valid")]
     valid_rows = valid_rows[:cfg.eval_examples]
+    # Each process generates and scores its contiguous share of the validation prompts.
+    share = -(-len(valid_rows) // jax.process_count())
+    valid_rows = valid_rows[jax.process_index() * share:(jax.process_index() + 1) * share]
     valid_prompts = tokenizer([thinking_prompt(h) for h, _ in valid_rows],
-                              add_special_tokens=False)["input_ids"]
+                              add_special_tokens=False)["input_ids"] if valid_rows else []
     mc = model.config
+    mesh = None  # Set with the trainer: validation runs on its mesh and params.
 
     def eval_fn(params):
         out = sample(mc, params, valid_prompts, jax.random.PRNGKey(0), cfg.max_response_tokens,
-                     temperature=0.0, stop_tokens=spec.stop_tokens, pad_id=spec.pad_id)
+                     temperature=0.0, stop_tokens=spec.stop_tokens, pad_id=spec.pad_id,
+                     mesh=mesh)
         responses = [row[:int(n)].tolist() for row, n in zip(out.tokens, out.lengths)]
         texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
-        return {
-            "val/reward": float(np.mean([reward(t, tgt, valid_sids)
-                                         for t, (_, tgt) in zip(texts, valid_rows)])),
-            "val/exact_match": float(np.mean([rewards_lib.exact_match_reward(t, tgt, valid_sids)
-                                              for t, (_, tgt) in zip(texts, valid_rows)])),
-            "val/reasoning_len": float(np.mean([spec.reasoning_length(r) for r in responses])),
-        }
+        scores = np.asarray([
+            [reward(t, tgt, valid_sids, truncated=not r or r[-1] not in stops),
+             rewards_lib.exact_match_reward(t, tgt, valid_sids),
+             spec.reasoning_length(r)]
+            for t, r, (_, tgt) in zip(texts, responses, valid_rows)]).reshape(-1, 3)
+        sums = distributed.gather_rows(np.concatenate([scores.sum(0), [len(scores)]])[None])
+        total = sums.sum(0)
+        mean = total[:3] / max(total[3], 1)
+        return {"val/reward": float(mean[0]), "val/exact_match": float(mean[1]),
+                "val/reasoning_len": float(mean[2])}
 
     run_config = ConfigDict(config.to_dict())
     updates = int(cfg.updates_per_rollout)
@@ -177,22 +193,23 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     run_config.train.batch_size = int(cfg.prompts_per_step) * int(cfg.group_size) // updates
     run_config.eval.every_steps = int(cfg.eval_every) * updates
     run_config.eval.metric = ""  # The method evaluates the policy at a fixed step.
-    initial_eval = eval_fn(model.params)
-    logging.info("GRPO start: validation %s", initial_eval)
     source = RolloutSource(spec, cfg, mc, model.params, int(config.train.micro_batches),
                            config.seed, out_dir, cfg.ref_offload)
     task = Task(init_params=lambda rng: init_params(mc, rng), loss_fn=grpo_loss_fn(mc, cfg),
                 partition_rules=PARTITION_RULES, eval_fn=eval_fn, initial_params=model.params)
     trainer = Trainer(run_config, out_dir, task)
+    mesh = trainer.mesh
+    initial_eval = eval_fn(jax.device_put(model.params, trainer.shardings.params))
+    logging.info("GRPO start: validation %s", initial_eval)
     source.trainer = trainer
     source.place_reference(trainer.shardings.params)
     trainer.init_or_restore(source)
     result = trainer.fit(source)
     trainer.close()
-    export(Model(mc, jax.device_get(result.state.params)), tokenizer,
-           os.path.join(out_dir, EXPORT_DIR))
+    export(Model(mc, result.state.params), tokenizer, os.path.join(out_dir, EXPORT_DIR))
     history = [json.loads(line) for line in open(source.log_path)]
-    plot_curves(history, os.path.join(out_dir, "grpo_curves.png"))
+    if distributed.is_main():
+        plot_curves(history, os.path.join(out_dir, "grpo_curves.png"))
 
     def mean(key, part):
         values = [h[key] for h in part if key in h]
@@ -209,8 +226,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         "update_s": mean("update_s", history[1:]),
         "final_train": result.last_metrics,
     }
-    with open(summary_path, "w") as f:
-        json.dump(summary, f, indent=1)
+    with distributed.main_writes("grpo-summary") as writer:
+        if writer:
+            with open(summary_path, "w") as f:
+                json.dump(summary, f, indent=1)
     logging.info("GRPO done in %.0fs: reward %.3f -> %.3f; validation reward %.3f -> %.3f.",
                  summary["wall_s"], summary["reward_first5"] or 0, summary["reward_last5"] or 0,
                  initial_eval["val/reward"], result.eval_metrics.get("val/reward", float("nan")))

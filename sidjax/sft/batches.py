@@ -24,6 +24,7 @@ import numpy as np
 from sidjax.data.iterator import ResumablePosition
 from sidjax.data.padding import bucket_length, left_pad
 from sidjax.data.tasks import Example, encode
+from sidjax.train import distributed
 
 
 @dataclasses.dataclass
@@ -41,7 +42,9 @@ class TokenizedSet:
 
 
 def _key(examples: Sequence[Example], tokenizer, max_len: int) -> str:
-    h = hashlib.sha256(f"{max_len}|{len(tokenizer)}|{tokenizer.name_or_path}".encode())
+    # The vocabulary identifies the tokenizer (its directory name need not: a tokenizer
+    # shared across processes is loaded from a different temporary path on each).
+    h = hashlib.sha256(f"{max_len}|{len(tokenizer)}".encode())
     for token, index in sorted(tokenizer.get_vocab().items())[:: max(1, len(tokenizer) // 512)]:
         h.update(f"{token}{index}".encode())
     for e in examples:
@@ -51,27 +54,41 @@ def _key(examples: Sequence[Example], tokenizer, max_len: int) -> str:
 
 def tokenize_cached(examples: Sequence[Example], tokenizer, max_len: int,
                     task_names: Sequence[str], cache_dir: str | None = None) -> TokenizedSet:
-    """Tokenises examples (or loads them from cache_dir/tokens_<hash>.npz)."""
+    """Tokenises examples (or loads them from cache_dir/tokens_<hash>.npz).
+
+    With a cache in a multi-process run, process 0 tokenises and writes it; the others
+    read it back, so every process holds the very same ids.
+    """
+    if not cache_dir:
+        return _tokenize(examples, tokenizer, max_len, task_names)
+    path = distributed.broadcast(
+        os.path.join(cache_dir, f"tokens_{_key(examples, tokenizer, max_len)}.npz"))
+    if not distributed.exists(path):
+        with distributed.main_writes("tokenize") as writer:
+            if writer:
+                out = _tokenize(examples, tokenizer, max_len, task_names)
+                os.makedirs(cache_dir, exist_ok=True)
+                tmp = path + ".tmp.npz"
+                np.savez(tmp, ids=np.concatenate(out.ids) if out.ids else np.zeros(0, np.int32),
+                         masks=np.concatenate(out.masks) if out.masks else np.zeros(0, bool),
+                         lengths=np.asarray([len(x) for x in out.ids], np.int64), task=out.task)
+                os.replace(tmp, path)
+                if jax.process_count() == 1:
+                    return out
+    data = np.load(path)
+    if not len(data["lengths"]):
+        return TokenizedSet([], [], data["task"], tuple(task_names))
+    splits = np.cumsum(data["lengths"])[:-1]
+    return TokenizedSet(np.split(data["ids"], splits), np.split(data["masks"], splits),
+                        data["task"], tuple(task_names))
+
+
+def _tokenize(examples: Sequence[Example], tokenizer, max_len: int,
+              task_names: Sequence[str]) -> TokenizedSet:
     task_index = {name: i for i, name in enumerate(task_names)}
-    path = None
-    if cache_dir:
-        path = os.path.join(cache_dir, f"tokens_{_key(examples, tokenizer, max_len)}.npz")
-        if os.path.exists(path):
-            data = np.load(path)
-            splits = np.cumsum(data["lengths"])[:-1]
-            return TokenizedSet(np.split(data["ids"], splits), np.split(data["masks"], splits),
-                                data["task"], tuple(task_names))
     ids, masks = encode(tokenizer, examples, max_len) if examples else ([], [])
     task = np.asarray([task_index[e.task] for e in examples], np.int32)
-    out = TokenizedSet(ids, masks, task, tuple(task_names))
-    if path:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, ids=np.concatenate(ids) if ids else np.zeros(0, np.int32),
-                 masks=np.concatenate(masks) if masks else np.zeros(0, bool),
-                 lengths=np.asarray([len(x) for x in ids], np.int64), task=task)
-        os.replace(tmp, path)
-    return out
+    return TokenizedSet(ids, masks, task, tuple(task_names))
 
 
 def make_batch(data: TokenizedSet, rows: Sequence[int], pad_id: int, length: int,

@@ -41,6 +41,7 @@ from sidjax.sft.batches import BucketIterator, eval_batches, tokenize_cached
 from sidjax.sft.loss import lm_loss
 from sidjax.sid.stage import sid_dataset
 from sidjax.train import checkpoint as ckpt_lib
+from sidjax.train import distributed
 from sidjax.train.trainer import Task, Trainer
 
 EXPORT_DIR = "export"
@@ -72,11 +73,13 @@ def _teacher_corpora(config: ConfigDict, dataset, workdir: str) -> dict[str, str
         out_dir = os.path.join(workdir, "teacher")
         made = {"item_enriched": corpora_lib.item_enhanced_path(out_dir, dataset.name),
                 "narrative": corpora_lib.narrative_path(out_dir, dataset.name)}
-        if not all(os.path.exists(p) for p in made.values()):
-            start = time.time()
-            synthesize_corpora(dataset, out_dir, config.teacher)
-            logging.info("Teacher corpora (%s) written to %s in %.1fs.", config.teacher.backend,
-                         out_dir, time.time() - start)
+        if not all(distributed.exists(p) for p in made.values()):
+            with distributed.main_writes("teacher-corpora") as writer:
+                if writer:  # Process 0 runs the teacher (and its requests) alone.
+                    start = time.time()
+                    synthesize_corpora(dataset, out_dir, config.teacher)
+                    logging.info("Teacher corpora (%s) written to %s in %.1fs.",
+                                 config.teacher.backend, out_dir, time.time() - start)
         paths = {k: v or made[k] for k, v in paths.items()}
     for key, path in paths.items():
         if not os.path.exists(path):
@@ -136,8 +139,12 @@ def _initial_model(config: ConfigDict, dataset, workdir: str, corpus_texts):
 
 
 def export(model: Model, tokenizer, path: str) -> None:
+    """Every process calls it (sharded params are gathered); process 0 writes. It returns
+    once the directory is complete."""
     save_hf_model(model, path)
-    tokenizer.save_pretrained(path)
+    with distributed.main_writes("export") as writer:
+        if writer:
+            tokenizer.save_pretrained(path)
 
 
 def load_export(path: str, dtype: str = "float32", mesh=None) -> tuple[Model, object]:
@@ -149,7 +156,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     cfg = config.sft
     out_dir = os.path.join(workdir, cfg.dir)
     summary_path = os.path.join(out_dir, "summary.json")
-    if os.path.exists(summary_path):
+    if distributed.exists(summary_path):
         logging.info("Stage %d already done (%s); skipping.", cfg.stage, summary_path)
         with open(summary_path) as f:
             return json.load(f)
@@ -208,7 +215,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     with jax.set_mesh(trainer.mesh):
         best = ckpt_lib.load_params(out_dir, ckpt_lib.abstract_with_shardings(
             trainer.abstract_state.params, trainer.shardings.params))
-    export(Model(model_config, jax.device_get(best)), tokenizer, os.path.join(out_dir, EXPORT_DIR))
+    export(Model(model_config, best), tokenizer, os.path.join(out_dir, EXPORT_DIR))
     summary = {
         "stage": cfg.stage, "wall_s": time.time() - start, "steps": int(result.state.step),
         "num_steps": run_config.train.num_steps, "batches_per_epoch": iterator.batches_per_epoch,
@@ -218,8 +225,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         "final_train": result.last_metrics, "steps_per_sec": result.steps_per_sec,
         "params": model_config.num_params(),
     }
-    with open(summary_path, "w") as f:
-        json.dump(summary, f, indent=1)
+    with distributed.main_writes("sft-summary") as writer:
+        if writer:
+            with open(summary_path, "w") as f:
+                json.dump(summary, f, indent=1)
     logging.info("Stage %d done in %.0fs: best valid SID loss %.4f at step %s (of %d).",
                  cfg.stage, summary["wall_s"], result.best_value or math.nan, result.best_step,
                  summary["steps"])

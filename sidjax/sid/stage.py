@@ -33,6 +33,7 @@ from sidjax.sid.quantizer import residual_quantize
 from sidjax.sid.report import sid_report, write_report
 from sidjax.sid.rqkmeans import fit_rqkmeans
 from sidjax.train import checkpoint as ckpt_lib
+from sidjax.train import distributed
 from sidjax.train.trainer import Trainer
 
 METHODS = ("rqvae", "rqkmeans", "rqkmeans_balanced", "given")
@@ -107,7 +108,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         raise ValueError(f"config.sid.method='{cfg.method}' is not one of {METHODS}.")
     out_dir = os.path.join(workdir, "sid")
     report_path = os.path.join(out_dir, "sid_report.json")
-    if os.path.exists(report_path):
+    if distributed.exists(report_path):
         logging.info("SIDs already built (%s); skipping the sid stage.", report_path)
         with open(report_path) as f:
             return json.load(f)
@@ -132,9 +133,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     codes, info = assign_sids(z, codebooks, cfg)
     extra.update(info, collision_handling=cfg.collisions, embed_encoder=config.embed.encoder)
     catalog = dataset.catalog.with_sids(collisions.sid_tokens(codes))
-    _write_dataset(dataclasses.replace(dataset, catalog=catalog), out_dir)
     report = sid_report(codes, cfg.codes, mse, **extra)
-    write_report(report, out_dir)
+    _write_outputs(dataclasses.replace(dataset, catalog=catalog), report, out_dir)
     logging.info("SIDs for %d items: collision rate %.4f (before handling %.4f), level use %s, "
                  "%d SID tokens.", report["items"], report["collision_rate"],
                  info["before_collision_handling"]["collision_rate"],
@@ -142,22 +142,25 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     return report
 
 
-def _write_dataset(dataset, out_dir: str) -> None:
-    write_minionerec(dataset, os.path.join(out_dir, "data"))
-    with open(os.path.join(out_dir, "dataset.json"), "w") as f:
-        json.dump({"name": dataset.name, "category_noun": dataset.category_noun}, f)
+def _write_outputs(dataset, report: dict, out_dir: str) -> None:
+    """The SID'd dataset and the report, written by process 0 (everyone reads them back).
+    The report is written last: its presence marks the stage done."""
+    with distributed.main_writes("sid-outputs") as writer:
+        if writer:
+            write_minionerec(dataset, os.path.join(out_dir, "data"))
+            with open(os.path.join(out_dir, "dataset.json"), "w") as f:
+                json.dump({"name": dataset.name, "category_noun": dataset.category_noun}, f)
+            write_report(report, out_dir)
 
 
 def _given_sids(dataset, out_dir: str) -> dict:
     if not dataset.catalog.has_sids:
         raise ValueError(f"config.sid.method='given' but dataset '{dataset.name}' has items "
                          "without SIDs; use method rqvae/rqkmeans or a source with an index.json.")
-    os.makedirs(out_dir, exist_ok=True)
-    _write_dataset(dataset, out_dir)
     codes = np.asarray([[int(t.split("_")[1].rstrip(">")) for t in item.sid]
                         for item in dataset.catalog.items])
     report = sid_report(codes, int(codes.max()) + 1, None, method="given")
-    write_report(report, out_dir)
+    _write_outputs(dataset, report, out_dir)
     return report
 
 
@@ -168,7 +171,7 @@ def sid_dataset(config: ConfigDict, workdir: str):
 
     out_dir = os.path.join(workdir, "sid")
     meta_path = os.path.join(out_dir, "dataset.json")
-    if not os.path.exists(meta_path):
+    if not distributed.exists(os.path.join(out_dir, "sid_report.json")):  # Written last.
         train_and_evaluate(_sid_run_config(config), workdir)
     with open(meta_path) as f:
         meta = json.load(f)

@@ -10,6 +10,7 @@ carries them), so nothing is gathered on one device.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -29,10 +30,17 @@ def abstract_with_shardings(tree: Any, shardings: Any) -> Any:
 
 
 def make_manager(directory: str, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+    """A manager for one directory. Its multi-process barriers carry a key of its own: the
+    trainer's `ckpt/` and `best/` managers often save the same step at once, and orbax's
+    default keys (`..._async_write_complete.<step>`) would collide."""
+    directory = os.path.abspath(directory)
+    key = hashlib.sha256(directory.encode()).hexdigest()[:12]
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            barrier_sync_key_prefix=f"{os.path.basename(directory)}-{key}"),
     )
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    return ocp.CheckpointManager(directory, options=options)
 
 
 def save(manager: ocp.CheckpointManager, step: int, params: Any, rest: Any | None,
