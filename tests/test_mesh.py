@@ -6,6 +6,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax.sharding import PartitionSpec as P
 
+from sidjax.train import distributed
 from sidjax.train import mesh as mesh_lib
 
 
@@ -62,3 +63,34 @@ class PlacementTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+class DistributedHelpersTest(absltest.TestCase):
+    """One process: the helpers reduce to plain operations (two processes: test_multiprocess)."""
+
+    def test_run_on_rows_pads_to_the_mesh_and_strips(self):
+        mesh = mesh_lib.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+        x = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)  # 5 rows over 4 batch shards.
+        seen = []
+
+        def fn(a):
+            seen.append((a.shape, a.sharding.spec))
+            return jax.jit(lambda y: {"double": y * 2, "sum": y.sum(1)})(a)
+
+        out = distributed.run_on_rows(fn, mesh, x)
+        self.assertEqual(seen[0], ((8, 3), P(("data", "fsdp"), None)))
+        np.testing.assert_array_equal(out["double"], 2 * x)
+        np.testing.assert_array_equal(out["sum"], x.sum(1))
+
+    def test_local_rows_and_gathers(self):
+        mesh = mesh_lib.make_mesh({"fsdp": 8})
+        x = distributed.global_rows(np.arange(16).reshape(8, 2), mesh_lib.batch_sharding(mesh, 2))
+        np.testing.assert_array_equal(distributed.local_rows(x), np.arange(16).reshape(8, 2))
+        self.assertEqual(distributed.local_row_range(x.sharding, x.shape), (0, 8))
+        np.testing.assert_array_equal(distributed.to_host({"x": x})["x"],
+                                      np.arange(16).reshape(8, 2))
+        self.assertEqual(distributed.gather_objects([{"a": 1}]), [{"a": 1}])
+        self.assertEqual(distributed.broadcast({"k": [1, 2]}), {"k": [1, 2]})
+        self.assertEqual(distributed.global_max(3), 3)
+        with distributed.main_writes("test") as writer:
+            self.assertTrue(writer)

@@ -30,7 +30,7 @@ OVERRIDES = {
     "sid.method": "rqkmeans",  # SIDs are built once, below; k-means keeps that quick.
     "mesh.shape.data": 1, "mesh.shape.fsdp": 8,  # Params split across both processes.
     "log.every_steps": 1, "log.progress": False, "log.tensorboard": False,
-    "pipeline.stages": "sft,grpo",
+    "pipeline.stages": "sft,grpo,eval",
     "pipeline.stage1.train.num_steps": 6, "pipeline.stage1.eval.every_steps": 3,
     "grpo.steps": 2, "grpo.eval_every": 2,
     # A barely trained policy never earns the SID reward; the overlong penalty (most of its
@@ -106,6 +106,23 @@ class TwoProcessTest(absltest.TestCase):
         for key in ("reward_mean", "response_len", "logp_gap"):
             np.testing.assert_allclose([r[key] for r in rollouts[1]],
                                        [r[key] for r in rollouts[0]], rtol=1e-4, atol=1e-6)
+
+    def test_evaluation_shards_and_gathers_every_example(self):
+        self._check_ran()
+        results = [json.load(open(os.path.join(w, "eval", "results.json")))["entries"]
+                   for w in (self.one, self.two)]
+        self.assertEqual([e["label"] for e in results[1]], [e["label"] for e in results[0]])
+        self.assertIn("stage3", [e["label"] for e in results[1]])
+        for one, two in zip(*results):
+            self.assertEqual(two["metrics"]["examples"], 32)
+            for key in ("hr@10", "ndcg@10"):  # Params agree to ~1e-6: at most a near-tie flips.
+                self.assertAlmostEqual(two["metrics"][key], one["metrics"][key], delta=1 / 32)
+        for label in ("stage1", "stage3"):
+            rows = [[json.loads(line) for line in open(os.path.join(w, "eval",
+                                                                    f"predictions_{label}.jsonl"))]
+                    for w in (self.one, self.two)]
+            self.assertEqual([r["target_sid"] for r in rows[1]],
+                             [r["target_sid"] for r in rows[0]])
 
     def test_only_process_zero_writes_side_files(self):
         self._check_ran()

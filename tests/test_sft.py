@@ -52,6 +52,24 @@ class BatchesTest(absltest.TestCase):
         self.assertEqual(a["tokens"].shape[0], 2)
         self.assertFalse(set(map(tuple, a["tokens"])) & set(map(tuple, b["tokens"])))
 
+    def test_two_processes_cover_the_batchable_split_exactly_once_per_epoch(self):
+        data = _toy_set(60)
+        for i, ids in enumerate(data.ids):  # A unique first token names the example.
+            ids[0] = 1000 + i
+        iters = [BucketIterator(data, 4, 0, 5, 16, process_index=p, process_count=2)
+                 for p in range(2)]
+        batchable = sum(len(rows) // 4 * 4 for rows in iters[0].buckets.values())
+        for epoch in range(2):
+            seen = []
+            for _ in range(iters[0].batches_per_epoch):
+                for it in iters:
+                    batch = next(it)
+                    self.assertLen(batch["tokens"], 2)
+                    seen += [int(row[valid][0]) - 1000
+                             for row, valid in zip(batch["tokens"], batch["valid"])]
+            self.assertLen(seen, batchable, f"epoch {epoch}")
+            self.assertLen(set(seen), batchable, f"epoch {epoch}")
+
     def test_eval_batches_keep_every_example_once(self):
         data = _toy_set(13)
         batches = eval_batches(data, 8, 0, smallest=16)
