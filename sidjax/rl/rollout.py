@@ -105,6 +105,9 @@ class RolloutSource:
                              f"responses per process ({processes} processes) does not split "
                              f"into {self.updates} mini-batches of whole groups "
                              "(config.grpo.updates_per_rollout).")
+        if int(cfg.sample_batch) % processes:
+            raise ValueError(f"config.grpo.sample_batch={cfg.sample_batch} does not split over "
+                             f"{processes} processes; use a multiple of {processes}.")
         self.mini = self.rows // self.updates
         self.order = grpo.micro_batch_order(self.mini, self.group, micro_batches)
         # A host copy: the trainer donates its params, so the reference never shares buffers
@@ -153,7 +156,8 @@ class RolloutSource:
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), rollout)
         tail = spec.tail
         stops = list(spec.stop_tokens) + ([tail.think_close] if tail else [])
-        chunk = int(cfg.sample_batch) or len(prompts)
+        # sample_batch counts rows over all processes, each sampling its share at once.
+        chunk = int(cfg.sample_batch) // jax.process_count() or len(prompts)
         responses, sampled_logp = [], []
         for start in range(0, len(prompts), chunk):  # Bounded KV-cache memory.
             out = sample(self.model_config, params, prompts[start:start + chunk],

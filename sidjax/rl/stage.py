@@ -49,7 +49,8 @@ def default_grpo_config() -> ConfigDict:
         "updates_per_rollout": 1,
         "temperature": 1.0, "top_k": 0, "top_p": 1.0,
         "max_response_tokens": 1024,
-        "sample_batch": 0,  # Rows sampled at once (0 = the whole rollout); bounds KV memory.
+        # Rows sampled at once over all processes (0 = the whole rollout); bounds KV memory.
+        "sample_batch": 0,
         # After </think>, force "\n\n" and sample the SID along catalog edges, then EOS (the
         # method samples unconstrained: False).
         "constrained_tail": False,
