@@ -50,12 +50,25 @@ for ((i = 0; i < processes; i++)); do
       >"$workdir/logs/process_${i}.log" 2>&1 &
   pids+=("$!")
 done
+# Whichever process fails first, stop the rest: they would wait for it in a collective.
 status=0
-for ((i = 0; i < processes; i++)); do
-  if ! wait "${pids[$i]}"; then
-    echo "process $i failed; see $workdir/logs/process_${i}.log" >&2
+running=("${pids[@]}")
+while [[ ${#running[@]} -gt 0 ]]; do
+  finished=""
+  code=0
+  wait -n -p finished "${running[@]}" || code=$?
+  running=("${running[@]/$finished}")
+  running=(${running[@]})
+  if [[ $code -ne 0 ]]; then
+    for ((i = 0; i < processes; i++)); do
+      if [[ "${pids[$i]}" == "$finished" ]]; then
+        echo "process $i failed (exit $code); see $workdir/logs/process_${i}.log" >&2
+      fi
+    done
     status=1
     cleanup
+    break
   fi
 done
+wait 2>/dev/null || true
 exit "$status"

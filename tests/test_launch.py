@@ -88,6 +88,20 @@ class LaunchTest(absltest.TestCase):
         self.assertEqual(proc.returncode, 2)
         self.assertIn("not inside a SLURM allocation", proc.stderr)
 
+    def test_local_launcher_stops_on_the_first_failure(self):
+        workdir = os.path.join(self.tmp, "bad")
+        proc = self._run(["bash", "launch/local_multiprocess.sh", "-n", "2", "-d", "2", "--",
+                          "--config=configs/toy.py:tiny", f"--workdir={workdir}",
+                          "--config.train.batch_size=3"])
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr, r"process [01] failed \(exit 1\); see .*process_[01].log")
+        log = open(os.path.join(workdir, "logs", "process_0.log")).read()
+        self.assertIn("does not divide over the 4 batch shards", log)
+        missing = self._run(["bash", "launch/local_multiprocess.sh", "--",
+                             "--config=configs/toy.py:tiny"])
+        self.assertEqual(missing.returncode, 2)
+        self.assertIn("pass --workdir", missing.stderr)
+
     def test_tpu_pod_commands(self):
         self.assertEqual(self._run(["bash", "launch/tpu_pod.sh", "create", "pod", "us-east5-a",
                                     "v5litepod-16"]).returncode, 0)
