@@ -20,6 +20,7 @@ import time
 
 import jax
 import numpy as np
+from beam_search import catalog_sids  # bench/ is on sys.path when this script runs.
 
 from sidjax.decode.beam import sid_beam_search
 from sidjax.decode.sampler import sample
@@ -120,11 +121,7 @@ def decode_check(config, params, args, mesh) -> dict:
 def beam_check(config, params, args) -> dict:
     rng = np.random.default_rng(2)
     base = config.vocab_size - 768  # The last 768 ids play the a/b/c SID tokens.
-    sids = set()
-    while len(sids) < args.items:
-        sids.add(tuple(int(x) for x in rng.integers(0, 256, 3)))
-    tables = build_sid_tables([[base + a, base + 256 + b, base + 512 + c]
-                               for a, b, c in sorted(sids)],
+    tables = build_sid_tables(catalog_sids(args.items, base, rng),
                               [10, 2 if config.eos_token_id is None else config.eos_token_id])
     prompts = rng.integers(0, base, (args.beam_batch, args.prompt)).astype(np.int32)
     seconds = timed(lambda: sid_beam_search(config, params, prompts, tables, args.beam).scores,

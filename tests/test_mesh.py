@@ -84,7 +84,7 @@ class DistributedHelpersTest(absltest.TestCase):
 
     def test_local_rows_and_gathers(self):
         mesh = mesh_lib.make_mesh({"fsdp": 8})
-        x = distributed.global_rows(np.arange(16).reshape(8, 2), mesh_lib.batch_sharding(mesh, 2))
+        x = mesh_lib.global_rows(np.arange(16).reshape(8, 2), mesh)
         np.testing.assert_array_equal(distributed.local_rows(x), np.arange(16).reshape(8, 2))
         self.assertEqual(distributed.local_row_range(x.sharding, x.shape), (0, 8))
         np.testing.assert_array_equal(distributed.to_host({"x": x})["x"],

@@ -102,9 +102,7 @@ def sample(config: ModelConfig, params, prompts: Sequence[Sequence[int]], rng: j
     longest = max((len(p) for p in prompts), default=1)
     if mesh is not None:
         longest = distributed.global_max(longest)  # One padded length on every process.
-    tokens, valid = left_pad(prompts, pad_id, bucket_length(longest)) if prompts else (
-        np.full((0, bucket_length(longest)), pad_id, np.int32),
-        np.zeros((0, bucket_length(longest)), bool))
+    tokens, valid = left_pad(prompts, pad_id, bucket_length(longest))
     kwargs = dict(config=config, max_new_tokens=int(max_new_tokens),
                   temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
                   stop_tokens=tuple(int(s) for s in stop_tokens), pad_id=int(pad_id))

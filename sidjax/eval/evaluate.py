@@ -108,8 +108,7 @@ def evaluate_model(model: Model, tokenizer, catalog: Catalog, samples: Sequence[
     start = time.time()
     records, reasoning_lengths = [], []
     pad_id = int(tokenizer.pad_token_id)
-    share = -(-len(samples) // jax.process_count())
-    samples = list(samples)[jax.process_index() * share:(jax.process_index() + 1) * share]
+    samples = distributed.process_share(list(samples))
     for first in range(0, len(samples), batch_size):
         chunk = list(samples[first:first + batch_size])
         histories = [[catalog.sid_string(i) for i in s.history] for s in chunk]

@@ -148,8 +148,7 @@ class RolloutSource:
         jax.block_until_ready(params)
         update_s = t0 - self._last_return if self._last_return else 0.0
         waited = time.time() - t0
-        first = jax.process_index() * self.local_prompts
-        idx = self.prompt_indices(rollout)[first:first + self.local_prompts]
+        idx = distributed.process_share(self.prompt_indices(rollout))
         prompts = [list(spec.prompts[i]) for i in idx for _ in range(group)]
         targets = [spec.targets[i] for i in idx for _ in range(group)]
         t1 = time.time()
@@ -238,9 +237,7 @@ class RolloutSource:
             return
         prefixes = [list(prompts[i]) + responses[i] + list(tail.separator) for i in rows]
         longest = distributed.global_max(max(map(len, prefixes), default=1))
-        tokens, valid = left_pad(prefixes or [[spec.pad_id]], spec.pad_id,
-                                 bucket_length(longest))
-        tokens, valid = tokens[:len(rows)], valid[:len(rows)]
+        tokens, valid = left_pad(prefixes, spec.pad_id, bucket_length(longest))
         sid, sid_logp = sample_sid_tail(self.model_config, params, tokens, valid, tail.tables,
                                         jax.random.fold_in(key, 1), self.cfg.temperature,
                                         mesh=self.trainer.mesh)

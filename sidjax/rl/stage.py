@@ -142,11 +142,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     valid_sids = set(dataset.catalog.sid_strings())
     reward = rewards_lib.combine(cfg.rewards.to_dict())
 
-    stops = {tokenizer.eos_token_id}
+    def truncated(ids) -> bool:  # Cut at max_response_tokens: no EOS at the end.
+        return not ids or ids[-1] != tokenizer.eos_token_id
 
     def reward_fn(ids, target):
         return reward(tokenizer.decode(ids, skip_special_tokens=True), target, valid_sids,
-                      truncated=not ids or ids[-1] not in stops)
+                      truncated=truncated(ids))
 
     think_close = tokenizer.convert_tokens_to_ids(THINK_CLOSE)
     tail = None
@@ -162,10 +163,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
 
     valid_rows = [([dataset.catalog.sid_string(i) for i in s.history],
                    dataset.catalog.sid_string(s.target)) for s in dataset.split("valid")]
-    valid_rows = valid_rows[:cfg.eval_examples]
     # Each process generates and scores its contiguous share of the validation prompts.
-    share = -(-len(valid_rows) // jax.process_count())
-    valid_rows = valid_rows[jax.process_index() * share:(jax.process_index() + 1) * share]
+    valid_rows = distributed.process_share(valid_rows[:cfg.eval_examples])
     valid_prompts = tokenizer([thinking_prompt(h) for h, _ in valid_rows],
                               add_special_tokens=False)["input_ids"] if valid_rows else []
     mc = model.config
@@ -178,7 +177,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         responses = [row[:int(n)].tolist() for row, n in zip(out.tokens, out.lengths)]
         texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
         scores = np.asarray([
-            [reward(t, tgt, valid_sids, truncated=not r or r[-1] not in stops),
+            [reward(t, tgt, valid_sids, truncated=truncated(r)),
              rewards_lib.exact_match_reward(t, tgt, valid_sids),
              spec.reasoning_length(r)]
             for t, r, (_, tgt) in zip(texts, responses, valid_rows)]).reshape(-1, 3)

@@ -61,20 +61,27 @@ def tokenize_cached(examples: Sequence[Example], tokenizer, max_len: int,
     """
     if not cache_dir:
         return _tokenize(examples, tokenizer, max_len, task_names)
-    path = distributed.broadcast(
-        os.path.join(cache_dir, f"tokens_{_key(examples, tokenizer, max_len)}.npz"))
-    if not distributed.exists(path):
-        with distributed.main_writes("tokenize") as writer:
-            if writer:
-                out = _tokenize(examples, tokenizer, max_len, task_names)
-                os.makedirs(cache_dir, exist_ok=True)
-                tmp = path + ".tmp.npz"
-                np.savez(tmp, ids=np.concatenate(out.ids) if out.ids else np.zeros(0, np.int32),
-                         masks=np.concatenate(out.masks) if out.masks else np.zeros(0, bool),
-                         lengths=np.asarray([len(x) for x in out.ids], np.int64), task=out.task)
-                os.replace(tmp, path)
-                if jax.process_count() == 1:
-                    return out
+    path = os.path.join(cache_dir, f"tokens_{_key(examples, tokenizer, max_len)}.npz")
+    if distributed.exists(path):
+        return _load(path, task_names)
+    out = None
+    with distributed.main_writes("tokenize") as writer:
+        if writer:
+            out = _tokenize(examples, tokenizer, max_len, task_names)
+            _save(out, path)
+    return out if out is not None else _load(path, task_names)
+
+
+def _save(data: TokenizedSet, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, ids=np.concatenate(data.ids) if data.ids else np.zeros(0, np.int32),
+             masks=np.concatenate(data.masks) if data.masks else np.zeros(0, bool),
+             lengths=np.asarray([len(x) for x in data.ids], np.int64), task=data.task)
+    os.replace(tmp, path)
+
+
+def _load(path: str, task_names: Sequence[str]) -> TokenizedSet:
     data = np.load(path)
     if not len(data["lengths"]):
         return TokenizedSet([], [], data["task"], tuple(task_names))

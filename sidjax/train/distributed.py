@@ -9,10 +9,11 @@ in the same order. The rules the stages follow, all through this module:
 - Host work whose result other processes need (a trained tokenizer, tokenisation, SIDs) is
   done by process 0 and written to the workdir, then read back by everyone; small results
   go through `broadcast`.
-- Per-row host work (rollout rewards, evaluation) is sharded: each process handles the rows
-  on its own devices (`local_rows`) and `gather_rows` collects them in global row order.
-- Global arrays are built from per-process pieces with `global_rows`, and read back to
-  numpy with `local_rows` (this process's rows) or `to_host` (the whole array, everywhere).
+- Per-row host work (rollout rewards, evaluation) is sharded: each process handles its
+  `process_share` of the rows and `gather_rows` / `gather_objects` collect them in order.
+- Global arrays are built from per-process pieces with `mesh.global_rows`, and read back
+  to numpy with `local_rows` (this process's rows) or `to_host` (the whole array,
+  everywhere); `run_on_rows` does both around a function call.
 
 With one process every helper reduces to the plain single-host operation.
 """
@@ -30,7 +31,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
-from sidjax.train.mesh import batch_divisor, batch_sharding
+from sidjax.train.mesh import batch_divisor, global_rows
 
 
 def is_main() -> bool:
@@ -61,8 +62,7 @@ def exists(path: str) -> bool:
     A per-process `os.path.exists` races: a fast process 0 may already have written the
     file when a slow process looks, and the two would then take different branches.
     """
-    found = os.path.exists(path)
-    return bool(broadcast(found)) if jax.process_count() > 1 else found
+    return bool(broadcast(os.path.exists(path)))
 
 
 def broadcast(obj: Any) -> Any:
@@ -83,13 +83,6 @@ def global_max(value: int) -> int:
     if jax.process_count() == 1:
         return int(value)
     return int(np.max(multihost_utils.process_allgather(np.int64(value))))
-
-
-def all_equal(value: int) -> bool:
-    if jax.process_count() == 1:
-        return True
-    values = multihost_utils.process_allgather(np.int64(value))
-    return bool(np.all(values == values[0]))
 
 
 def to_host(tree: Any) -> Any:
@@ -143,13 +136,6 @@ def local_rows(x: jax.Array) -> np.ndarray:
     return np.concatenate(pieces, 0) if len(pieces) > 1 else pieces[0]
 
 
-def global_rows(local: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A global array whose rows are every process's `local` rows, in process order."""
-    local = np.asarray(local)
-    shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
-    return jax.make_array_from_process_local_data(sharding, local, shape)
-
-
 def gather_rows(local: np.ndarray) -> np.ndarray:
     """Every process's rows (equal counts), concatenated in process order, on every process."""
     local = np.asarray(local)
@@ -175,14 +161,11 @@ def gather_objects(items: list) -> list:
     return out
 
 
-def shard_for_process(n: int) -> tuple[int, int]:
-    """[start, stop) of this process's share of n items split into equal contiguous parts
-    (the caller pads n to a multiple of the process count)."""
-    count = jax.process_count()
-    if n % count:
-        raise ValueError(f"{n} items do not split evenly over {count} processes; pad first.")
-    per = n // count
-    return jax.process_index() * per, (jax.process_index() + 1) * per
+def process_share(items: Sequence) -> Sequence:
+    """This process's contiguous share of `items` (ceil(n / processes) each; the last
+    processes may get fewer, or none). `gather_*` of the shares restores the order."""
+    per = -(-len(items) // jax.process_count())
+    return items[jax.process_index() * per:(jax.process_index() + 1) * per]
 
 
 def run_on_rows(fn: Callable[..., Any], mesh: Mesh, *local: np.ndarray) -> Any:
@@ -205,7 +188,7 @@ def run_on_rows(fn: Callable[..., Any], mesh: Mesh, *local: np.ndarray) -> Any:
             filler = np.repeat(x[:1], rows - n, 0) if n else np.zeros(
                 (rows - n,) + x.shape[1:], x.dtype)
             x = np.concatenate([x, filler], 0)
-        padded.append(global_rows(x, batch_sharding(mesh, x.ndim)))
+        padded.append(global_rows(x, mesh))
     with jax.set_mesh(mesh):
         out = fn(*padded)
     return jax.tree.map(lambda y: local_rows(y)[:n], out)

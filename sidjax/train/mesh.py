@@ -81,13 +81,15 @@ def make_global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict
     Each process passes its own `global_batch // process_count` rows; the result
     has the global batch size on every process.
     """
-    out = {}
-    for name, local in local_batch.items():
-        local = np.asarray(local)
-        sharding = batch_sharding(mesh, local.ndim)
-        global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
-        out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
-    return out
+    return {name: global_rows(local, mesh) for name, local in local_batch.items()}
+
+
+def global_rows(local: np.ndarray, mesh: Mesh) -> jax.Array:
+    """One batch-sharded global array whose rows are every process's `local` rows, in process
+    order (each process passes the same number)."""
+    local = np.asarray(local)
+    shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
+    return jax.make_array_from_process_local_data(batch_sharding(mesh, local.ndim), local, shape)
 
 
 def shard_activation(x: jax.Array, spec: P) -> jax.Array:
