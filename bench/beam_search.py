@@ -14,14 +14,20 @@ Needs torch (the test extra).
 import argparse
 import time
 
-import jax
-import numpy as np
+from sidjax.train import host_memory
 
-from sidjax.decode.beam import sid_beam_search
-from sidjax.decode.sampler import sample
-from sidjax.decode.sid_tables import build_sid_tables
-from sidjax.model.config import get_preset
-from sidjax.model.model import init_params
+# As sidjax.main does, before jax is imported; torch runs in this process too, under the
+# same setting. SIDJAX_GLIBC_MALLOC=default measures glibc's defaults instead.
+KEPT_FREED_MEMORY = host_memory.keep_freed_memory_on_cpu()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sidjax.decode.beam import sid_beam_search  # noqa: E402
+from sidjax.decode.sampler import sample  # noqa: E402
+from sidjax.decode.sid_tables import build_sid_tables  # noqa: E402
+from sidjax.model.config import get_preset  # noqa: E402
+from sidjax.model.model import init_params  # noqa: E402
 
 
 def timed(fn, repeats=2):
@@ -76,7 +82,8 @@ def main():
     model, _ = hf_model(config, params)
     print(f"Qwen3 'small' {config.num_params() / 1e6:.1f}M params, {len(sids)} SIDs (3 levels), "
           f"batch {args.batch}, prompt {args.prompt} tokens, float32, torch "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, glibc malloc "
+          f"{'keeps freed memory' if KEPT_FREED_MEMORY else 'defaults'}")
 
     trie = {}
     for sid in sids:

@@ -1,11 +1,13 @@
 """Forward+backward tokens/s: sidjax vs Hugging Face transformers (PyTorch), same run.
 
-    python bench/model_throughput.py [--iters 3] [--batch 8] [--seq 256]
+    python bench/model_throughput.py [--iters 3] [--rounds 3] [--batch 8] [--seq 256]
 
 Same Qwen3 config (the `small` preset, ~23M params), same batch, float32, same
 machine, measured back to back. Prints each sidjax variant (attention
 implementation, 1 device vs 8 simulated devices data-parallel) and its ratio to
-transformers. Needs torch (the test extra).
+transformers. Every variant (and a matmul probe) is timed round-robin and the
+median kept, so drift in a shared machine's speed hits all of them alike. Needs
+torch (the test extra).
 """
 
 import os
@@ -13,52 +15,68 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
+from sidjax.train import host_memory  # noqa: E402
+
+# As sidjax.main does, before jax is imported; torch runs in this process too, under the
+# same setting. SIDJAX_GLIBC_MALLOC=default measures glibc's defaults instead.
+KEPT_FREED_MEMORY = host_memory.keep_freed_memory_on_cpu()
+
 import argparse  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from sidjax.model.config import get_preset  # noqa: E402
+from sidjax.model.logprobs import token_logprobs  # noqa: E402
 from sidjax.model.model import init_params  # noqa: E402
-from sidjax.model.transformer import Transformer  # noqa: E402
 from sidjax.train.mesh import batch_sharding, make_mesh  # noqa: E402
+
+MATMUL = (2048, 512, 1536)  # m, k, n of the peak-rate probe,
+MATMUL_REPEATS = 20  # timed this many times per call: ~0.3 s, like a training step.
 
 
 def lm_loss(config):
-    module = Transformer(config)
+    """Mean next-token cross-entropy through the log-probs SFT and GRPO train on."""
 
     def loss(params, tokens):
-        logits, _ = module.apply({"params": params}, tokens)  # [B, T, V]
-        logp = jax.nn.log_softmax(logits[:, :-1])
-        return -jnp.mean(jnp.take_along_axis(logp, tokens[:, 1:, None], -1))
+        logp = token_logprobs(config, params, tokens, jnp.ones(tokens.shape, bool))  # [B, T]
+        return -jnp.mean(logp[:, 1:])
 
     return loss
 
 
 def time_fn(fn, iters):
-    fn()  # Compile / warm up.
-    fn()
     start = time.perf_counter()
     for _ in range(iters):
         fn()
     return (time.perf_counter() - start) / iters
 
 
-def sidjax_step_time(config, tokens, iters, devices):
+def warmed(fn):
+    fn()  # Compile / warm up.
+    fn()
+    return fn
+
+
+def sidjax_step(config, tokens, devices):
     grad = jax.jit(jax.value_and_grad(lm_loss(config)))
     params = init_params(config, jax.random.PRNGKey(0))
     mesh = make_mesh({"data": -1}, devices=devices)
     params = jax.device_put(params, NamedSharding(mesh, P()))
     batch = jax.device_put(jnp.asarray(tokens, jnp.int32), batch_sharding(mesh, 2))
-    with jax.set_mesh(mesh):
-        return time_fn(lambda: jax.block_until_ready(grad(params, batch)), iters)
+
+    def step():
+        with jax.set_mesh(mesh):
+            jax.block_until_ready(grad(params, batch))
+
+    return warmed(step)
 
 
-def torch_step_time(config, tokens, iters):
-    import torch
+def torch_step(config, tokens):
     from transformers import AutoModelForCausalLM, Qwen3Config
 
     hf_config = Qwen3Config(**{k: v for k, v in config.to_hf_config().items()
@@ -72,25 +90,42 @@ def torch_step_time(config, tokens, iters):
         loss = model(batch, labels=batch).loss
         loss.backward()
 
-    return time_fn(step, iters), torch.get_num_threads()
+    return warmed(step)
 
 
-def matmul_gflops(iters: int = 10) -> tuple[float, float]:
-    """Peak-ish float32 matmul GFLOP/s of XLA and torch here ([2048,512] x [512,1536])."""
-    import torch
-
-    m, k, n = 2048, 512, 1536
-    a, b = jnp.ones((m, k)), jnp.ones((k, n))
+def matmul_steps() -> dict:
+    """[2048,512] x [512,1536] float32 matmuls in XLA and torch: the peak-ish rate here."""
+    a, b = jnp.ones((MATMUL[0], MATMUL[1])), jnp.ones((MATMUL[1], MATMUL[2]))
     mm = jax.jit(lambda a, b: a @ b)
-    xla = time_fn(lambda: mm(a, b).block_until_ready(), iters)
-    ta, tb = torch.ones(m, k), torch.ones(k, n)
-    pt = time_fn(lambda: ta @ tb, iters)
-    return 2 * m * k * n / xla / 1e9, 2 * m * k * n / pt / 1e9
+    ta, tb = torch.ones(MATMUL[0], MATMUL[1]), torch.ones(MATMUL[1], MATMUL[2])
+    def xla():
+        for _ in range(MATMUL_REPEATS):
+            mm(a, b).block_until_ready()
+
+    def pt():
+        for _ in range(MATMUL_REPEATS):
+            ta @ tb
+
+    return {"xla matmul": warmed(xla), "torch matmul": warmed(pt)}
+
+
+def interleaved_medians(steps: dict, rounds: int, iters: int) -> dict:
+    """Median seconds per call of each step, timed round-robin.
+
+    On a shared machine the speed drifts over minutes; measuring every variant in
+    each round exposes them to the same drift, so the ratios stay meaningful.
+    """
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            times[name].append(time_fn(step, iters))
+    return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=3, help="steps per timing")
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin timings per variant")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=256)
     args = parser.parse_args()
@@ -98,26 +133,33 @@ def main():
     tokens = np.random.default_rng(0).integers(0, config.vocab_size, (args.batch, args.seq))
     n_tokens = args.batch * args.seq
     print(f"Qwen3 'small' preset: {config.num_params() / 1e6:.1f}M params, batch "
-          f"{args.batch}x{args.seq}, float32, {os.cpu_count()} CPUs")
-    torch_time, threads = torch_step_time(config, tokens, args.iters)
-    print(f"transformers (torch, sdpa, {threads} threads): {n_tokens / torch_time:9.0f} tokens/s")
+          f"{args.batch}x{args.seq}, float32, {os.cpu_count()} CPUs, glibc malloc "
+          f"{'keeps freed memory' if KEPT_FREED_MEMORY else 'defaults'}; median of {args.rounds} "
+          f"round-robin timings of {args.iters} steps")
+    one, eight = jax.devices()[:1], jax.devices()[:8]
+    dpa = config.replace(attention_impl="dpa")
+    steps = {
+        "transformers (torch, sdpa)": torch_step(config, tokens),
+        "sidjax xla attention, 1 device": sidjax_step(config, tokens, one),
+        "sidjax dot_product_attention, 1 device": sidjax_step(dpa, tokens, one),
+        "sidjax dpa, layers unrolled, 1 device":
+            sidjax_step(dpa.replace(scan_unroll=config.num_layers), tokens, one),
+        "sidjax xla attention, 8 devices data-parallel": sidjax_step(config, tokens, eight),
+        **matmul_steps(),
+    }
+    median = interleaved_medians(steps, args.rounds, args.iters)
+    torch_time = median.pop("transformers (torch, sdpa)")
+    matmul_flops = 2 * np.prod(MATMUL) * MATMUL_REPEATS
+    xla_peak = matmul_flops / median.pop("xla matmul") / 1e9
+    torch_peak = matmul_flops / median.pop("torch matmul") / 1e9
+    print(f"transformers (torch, sdpa, {torch.get_num_threads()} threads): "
+          f"{n_tokens / torch_time:9.0f} tokens/s")
     # Roofline: fwd+bwd is ~6 * params * tokens FLOPs, almost all matmuls.
-    flops = 6 * config.num_params() * n_tokens
-    xla_peak, torch_peak = matmul_gflops()
-    torch_rate = flops / torch_time / 1e9
+    torch_rate = 6 * config.num_params() * n_tokens / torch_time / 1e9
     print(f"matmul peak here: XLA {xla_peak:.0f} GFLOP/s, torch {torch_peak:.0f} GFLOP/s; "
           f"transformers sustains {torch_rate:.0f} GFLOP/s, so a matmul-bound sidjax can reach "
           f"at most {xla_peak / torch_rate:.2f}x")
-    variants = [
-        ("sidjax xla attention, 1 device", config, jax.devices()[:1]),
-        ("sidjax dot_product_attention, 1 device", config.replace(attention_impl="dpa"),
-         jax.devices()[:1]),
-        ("sidjax dpa, layers unrolled, 1 device",
-         config.replace(attention_impl="dpa", scan_unroll=config.num_layers), jax.devices()[:1]),
-        ("sidjax xla attention, 8 devices data-parallel", config, jax.devices()[:8]),
-    ]
-    for name, cfg, devices in variants:
-        t = sidjax_step_time(cfg, tokens, args.iters, devices)
+    for name, t in median.items():
         print(f"{name:46s}: {n_tokens / t:9.0f} tokens/s  ratio vs transformers "
               f"{torch_time / t:.2f}x")
 

@@ -10,6 +10,11 @@ import logging as std_logging
 import os
 import sys
 
+from sidjax.train import host_memory
+
+# Before jax is imported, so XLA's threads share the one arena (see host_memory).
+_KEPT_FREED_MEMORY = host_memory.keep_freed_memory_on_cpu()
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -86,6 +91,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.get_absl_handler().addFilter(_DropLibraryInfo())
+    logging.info("glibc malloc keeps freed memory (CPU runs; %s=default to opt out): %s",
+                 host_memory.OPT_OUT_ENV, _KEPT_FREED_MEMORY)
     maybe_initialize_distributed()
     config = _CONFIG.value
     config_arg = config_flags.get_config_filename(flags.FLAGS["config"])  # 'path[:variant]'

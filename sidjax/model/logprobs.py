@@ -15,10 +15,17 @@ def token_logprobs(config: ModelConfig, params, tokens: jax.Array, valid: jax.Ar
 
     Column 0 (no context) is 0. `temperature` divides the logits first, matching the
     sampler's log-probs for GRPO's importance ratios.
+
+    Works on the full [B, T, V] logits and shifts the [B, T] result instead: slicing
+    logits[:, :-1] copies the largest activation, and take_along_axis's gradient is a
+    zero-filled [B, T, V] scatter. A compare-and-sum over the vocabulary fuses with the
+    softmax in both directions (and reduces across a vocabulary-sharded "tensor" axis).
     """
     logits, _ = Transformer(config).apply({"params": params}, tokens, valid)  # [B, T, V] f32
-    logits = logits[:, :-1] / temperature
-    labels = tokens[:, 1:]
-    picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
-    logp = picked - jax.nn.logsumexp(logits, axis=-1)  # [B, T-1]
-    return jnp.pad(logp, ((0, 0), (1, 0)))
+    if temperature != 1.0:
+        logits = logits / temperature
+    next_tokens = jnp.roll(tokens, -1, axis=1)  # [B, T]; the last column wraps and is dropped.
+    vocab = jnp.arange(logits.shape[-1], dtype=tokens.dtype)  # [V]
+    picked = jnp.sum(jnp.where(vocab == next_tokens[..., None], logits, 0.0), axis=-1)  # [B, T]
+    logp = picked - jax.nn.logsumexp(logits, axis=-1)  # [B, T]: log p(token t+1 | <= t)
+    return jnp.pad(logp[:, :-1], ((0, 0), (1, 0)))
