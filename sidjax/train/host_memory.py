@@ -6,8 +6,8 @@ With glibc's defaults that allocation comes from a worker thread's arena, which
 cannot hold it, so glibc mmaps it and munmaps it on free: every step then
 page-faults the whole buffer back in. Measured on a 2-core CPU: ~354k page
 faults and 0.67 s of kernel time per 2.3 s step; with the settings below, ~50k
-faults and 0.15-0.3 s, and ~10% more tokens/s. Decoding gains similarly (the
-beam search makes many mid-sized temporaries).
+faults and 0.15-0.3 s, and ~10% more tokens/s. The constrained beam search
+gains 7-17%; sampling is unchanged.
 
 The settings: one malloc arena (so large blocks come from the main heap), no
 mmap for large blocks, and no trimming of the heap's top. The cost is that the
@@ -38,7 +38,6 @@ _M_ARENA_MAX = -8
 OPT_OUT_ENV = "SIDJAX_GLIBC_MALLOC"
 
 
-
 def will_run_on_cpu() -> bool:
     """True when JAX_PLATFORMS starts with cpu, or no accelerator plugin is installed.
 
@@ -58,18 +57,18 @@ def will_run_on_cpu() -> bool:
 def keep_freed_memory() -> bool:
     """Applies the settings above to this process's glibc malloc; returns whether it could.
 
-    Call it early (before the first jitted call) for the full effect. A no-op on
-    systems without glibc (macOS, musl), where it returns False.
+    Call it before importing jax for the full effect (see above). A no-op on systems
+    without glibc (macOS, musl), where it returns False.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     # -1 is the documented "never trim"; 0 mmapped blocks; 1 arena.
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
-    ok = all(libc.mallopt(param, value) == 1 for param, value in settings)
-    if not ok:
-        logging.warning("glibc mallopt refused a setting; keeping the default allocator.")
-    return ok
+    refused = [param for param, value in settings if libc.mallopt(param, value) != 1]
+    if refused:
+        logging.warning("glibc mallopt refused parameters %s; those keep their defaults.", refused)
+    return not refused
 
 
 def keep_freed_memory_on_cpu() -> bool:
