@@ -35,7 +35,7 @@ from sidjax.model.logprobs import token_logprobs  # noqa: E402
 from sidjax.model.model import init_params  # noqa: E402
 from sidjax.train.mesh import batch_sharding, make_mesh  # noqa: E402
 
-MATMUL = (2048, 512, 1536)  # m, k, n of the peak-rate probe,
+MATMUL = (2048, 512, 1536)  # m, k, n of the peak-rate probe;
 MATMUL_REPEATS = 20  # timed this many times per call: ~0.3 s, like a training step.
 
 
