@@ -20,7 +20,7 @@ import time
 
 import jax
 import numpy as np
-from beam_search import catalog_sids  # bench/ is on sys.path when this script runs.
+from beam_search import catalog_sids, timed  # bench/ is on sys.path when this runs.
 
 from sidjax.decode.beam import sid_beam_search
 from sidjax.decode.sampler import sample
@@ -57,15 +57,6 @@ def peak_flops(kind: str) -> float | None:
 def flops_per_token(config, seq: int) -> float:
     attention = 6 * config.num_layers * seq * config.num_heads * config.head_dim  # Causal.
     return 6 * config.num_params() + attention
-
-
-def timed(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # Compile and warm up.
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    jax.block_until_ready(out)
-    return (time.perf_counter() - start) / repeats
 
 
 def sft_check(config, args, mesh) -> tuple[dict, object]:
@@ -111,7 +102,7 @@ def decode_check(config, params, args, mesh) -> dict:
         prompts = rng.integers(0, config.vocab_size - 768, (batch, args.prompt)).tolist()
         key = jax.random.PRNGKey(batch)
         seconds = timed(lambda: sample(config, params, prompts, key, args.new_tokens,
-                                       temperature=1.0, mesh=mesh).tokens, 1)
+                                       temperature=1.0, mesh=mesh).tokens, repeats=1)
         out[f"decode_tokens_per_s_b{batch}"] = batch * args.new_tokens / seconds
         log(f"sampler batch {batch}: {args.new_tokens} tokens after a {args.prompt}-token "
             f"prompt in {seconds:.2f}s ({out[f'decode_tokens_per_s_b{batch}']:,.0f} tokens/s)")
@@ -124,8 +115,8 @@ def beam_check(config, params, args) -> dict:
     tables = build_sid_tables(catalog_sids(args.items, base, rng),
                               [10, 2 if config.eos_token_id is None else config.eos_token_id])
     prompts = rng.integers(0, base, (args.beam_batch, args.prompt)).astype(np.int32)
-    seconds = timed(lambda: sid_beam_search(config, params, prompts, tables, args.beam).scores,
-                    2)
+    seconds = timed(lambda: jax.block_until_ready(
+        sid_beam_search(config, params, prompts, tables, args.beam).scores))
     rate = args.beam_batch / seconds
     log(f"beam {args.beam} over {args.items} SIDs: {rate:,.1f} examples/s")
     return {"beam_examples_per_s": rate}

@@ -31,22 +31,12 @@ import torch  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from sidjax.model.config import get_preset  # noqa: E402
-from sidjax.model.logprobs import token_logprobs  # noqa: E402
 from sidjax.model.model import init_params  # noqa: E402
-from sidjax.train.mesh import batch_sharding, make_mesh  # noqa: E402
+from sidjax.sft.loss import lm_loss  # noqa: E402
+from sidjax.train.mesh import make_global_batch, make_mesh  # noqa: E402
 
 MATMUL = (2048, 512, 1536)  # m, k, n of the peak-rate probe;
 MATMUL_REPEATS = 20  # timed this many times per call: ~0.3 s, like a training step.
-
-
-def lm_loss(config):
-    """Mean next-token cross-entropy through the log-probs SFT and GRPO train on."""
-
-    def loss(params, tokens):
-        logp = token_logprobs(config, params, tokens, jnp.ones(tokens.shape, bool))  # [B, T]
-        return -jnp.mean(logp[:, 1:])
-
-    return loss
 
 
 def time_fn(fn, iters):
@@ -63,11 +53,14 @@ def warmed(fn):
 
 
 def sidjax_step(config, tokens, devices):
-    grad = jax.jit(jax.value_and_grad(lm_loss(config)))
+    """The SFT loss (summed next-token cross-entropy) and its gradient, data-parallel."""
+    grad = jax.jit(jax.value_and_grad(lambda p, b: lm_loss(config, (), p, b), has_aux=True))
     params = init_params(config, jax.random.PRNGKey(0))
     mesh = make_mesh({"data": -1}, devices=devices)
     params = jax.device_put(params, NamedSharding(mesh, P()))
-    batch = jax.device_put(jnp.asarray(tokens, jnp.int32), batch_sharding(mesh, 2))
+    ones = np.ones(tokens.shape, bool)
+    batch = make_global_batch({"tokens": tokens.astype(np.int32), "valid": ones,
+                               "loss_mask": ones, "task": np.zeros(len(tokens), np.int32)}, mesh)
 
     def step():
         with jax.set_mesh(mesh):
