@@ -98,6 +98,15 @@ class KVCacheTest(parameterized.TestCase):
         np.testing.assert_allclose(got[mask], np.asarray(full)[mask], atol=1e-5)
         self.assertEqual(int(cache.index), 11)
 
+        last, last_cache = module.apply({"params": params}, tokens, valid,
+                                        cache=init_cache(config, 2, 16), last_only=True)
+        self.assertEqual(last.shape, (2, 1, 64))
+        np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(prefill[:, -1]), atol=1e-6)
+        full_cache = module.apply({"params": params}, tokens, valid,
+                                  cache=init_cache(config, 2, 16))[1]
+        for got_leaf, want_leaf in zip(jax.tree.leaves(last_cache), jax.tree.leaves(full_cache)):
+            np.testing.assert_array_equal(np.asarray(got_leaf), np.asarray(want_leaf))
+
 
 class ExportTest(parameterized.TestCase):
 

@@ -71,7 +71,8 @@ def _beam_search(params, prompt, valid, child_tokens, child_nodes, *, config: Mo
     module = Transformer(config)
     b, t = prompt.shape
     cache = init_cache(config, b, t + levels + len(end_tokens))
-    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache)
+    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache,
+                                 last_only=True)
     logp = jax.nn.log_softmax(logits[:, -1])  # [B, V]; left padding: last column is real.
 
     lp, tokens, kids = _candidates(logp, jnp.zeros(b, jnp.int32), child_tokens, child_nodes,

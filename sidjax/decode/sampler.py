@@ -56,7 +56,8 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
     module = Transformer(config)
     b, t = prompt.shape
     cache = init_cache(config, b, t + max_new_tokens)
-    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache)
+    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache,
+                                 last_only=True)
     stops = jnp.asarray(stop_tokens if stop_tokens else (-1,), jnp.int32)
 
     def choose(logits, key):

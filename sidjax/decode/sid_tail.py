@@ -28,7 +28,8 @@ def _sample_tail(params, prompt, valid, child_tokens, child_nodes, rng, *, confi
     module = Transformer(config)
     b, t = prompt.shape
     cache = init_cache(config, b, t + levels)
-    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache)
+    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache,
+                                 last_only=True)
     logits = logits[:, -1]
     node = jnp.zeros(b, jnp.int32)
     rows = jnp.arange(b)

@@ -233,10 +233,14 @@ class Transformer(nn.Module):
             self.lm_head = self.param("lm_head", _INIT, (c.hidden_size, c.vocab_size), pdt)
 
     def __call__(self, tokens, valid=None, cache: KVCache | None = None,
-                 return_hidden: bool = False):
+                 return_hidden: bool = False, last_only: bool = False):
         """Returns (logits [B, T, V] float32, new cache or None[, hidden states]).
 
         hidden states: (per-layer outputs [L, B, T, D], final normed [B, T, D]).
+        `last_only` computes logits at the last position only ([B, 1, V]): a decoding
+        prefill needs no more (prompts are left-padded, so the last column is real), and
+        the output head over every prompt position is ~20% of a prefill's FLOPs for a
+        small model with a large vocabulary.
         """
         b, t = tokens.shape
         valid = jnp.ones((b, t), bool) if valid is None else valid.astype(bool)
@@ -260,8 +264,10 @@ class Transformer(nn.Module):
         layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
         (x, new_layer_caches), per_layer = self.layers((x, layer_caches), layer_ids, positions,
                                                        mask, index)
+        if last_only:
+            x = x[:, -1:]
         x = self.final_norm(x)
-        rows = x.reshape(b * t, -1)  # 2-D matmul: see Linear.
+        rows = x.reshape(-1, x.shape[-1])  # 2-D matmul: see Linear.
         if self.config.tie_word_embeddings:
             logits = jax.lax.dot_general(rows, self.embed.embedding.astype(x.dtype),
                                          (((1,), (1,)), ((), ())),
@@ -269,7 +275,7 @@ class Transformer(nn.Module):
         else:
             logits = jnp.dot(rows, self.lm_head.astype(x.dtype),
                              preferred_element_type=jnp.float32)
-        logits = logits.reshape(b, t, -1)  # [B, T, V]
+        logits = logits.reshape(b, x.shape[1], -1)  # [B, T, V]
         logits = shard_activation(logits, P(BATCH_AXES, None, "tensor"))
         new_cache = None
         if cache is not None:
