@@ -108,6 +108,34 @@ class KVCacheTest(parameterized.TestCase):
             np.testing.assert_array_equal(np.asarray(got_leaf), np.asarray(want_leaf))
 
 
+    @parameterized.parameters("xla", "dpa")
+    def test_shared_prefix_cache_equals_full_forward(self, impl):
+        """Rows sharing a prompt through `prefix=` see it as if it preceded their tokens."""
+        from sidjax.model.transformer import init_cache
+        config = get_preset("tiny", vocab_size=64, attention_impl=impl, num_layers=3)
+        module = Transformer(config)
+        params = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))["params"]
+        rng = np.random.default_rng(1)
+        prompts, valid = left_padded_batch(rng, 64, [6, 2], 6)
+        prefix = module.apply({"params": params}, prompts, valid, cache=init_cache(config, 2, 6),
+                              last_only=True)[1]
+        groups, steps = 3, rng.integers(0, 64, (6, 4))  # Rows 0-2 follow prompt 0, 3-5 prompt 1.
+        cache = init_cache(config, 6, 4)
+        got = []
+        for t in (slice(0, 1), slice(1, 3), slice(3, 4)):  # One token, then two, then one.
+            logits, cache = module.apply({"params": params}, steps[:, t],
+                                         np.ones_like(steps[:, t]), cache=cache, prefix=prefix)
+            got.append(np.asarray(logits))
+        got = np.concatenate(got, 1)
+        full_tokens = np.concatenate([np.repeat(prompts, groups, 0), steps], 1)
+        full_valid = np.concatenate([np.repeat(valid, groups, 0), np.ones_like(steps)], 1)
+        full = np.asarray(module.apply({"params": params}, full_tokens, full_valid)[0])
+        np.testing.assert_allclose(got, full[:, 6:], atol=1e-5)
+        with self.assertRaisesRegex(ValueError, "prefix cache has 2 rows.*5 rows"):
+            module.apply({"params": params}, steps[:5, :1], np.ones((5, 1)),
+                         cache=init_cache(config, 5, 4), prefix=prefix)
+
+
 class ExportTest(parameterized.TestCase):
 
     @parameterized.parameters(*CASES)

@@ -41,11 +41,6 @@ class BeamResult:
                 for row, valid in zip(self.tokens, self.valid)]
 
 
-def _repeat_cache(cache: KVCache, k: int) -> KVCache:
-    return KVCache(k=jnp.repeat(cache.k, k, axis=1), v=jnp.repeat(cache.v, k, axis=1),
-                   mask=jnp.repeat(cache.mask, k, axis=0), index=cache.index)
-
-
 def _gather_cache(cache: KVCache, rows: jax.Array) -> KVCache:
     return KVCache(k=cache.k[:, rows], v=cache.v[:, rows], mask=cache.mask[rows],
                    index=cache.index)
@@ -70,9 +65,11 @@ def _beam_search(params, prompt, valid, child_tokens, child_nodes, *, config: Mo
                  beam: int, levels: int, end_tokens: tuple[int, ...], renormalize: bool):
     module = Transformer(config)
     b, t = prompt.shape
-    cache = init_cache(config, b, t + levels + len(end_tokens))
-    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache,
-                                 last_only=True)
+    # The prompt's cache is kept once per example and shared by its beams (`prefix`); each
+    # beam's own cache holds only the tokens it appends, so reordering beams moves little.
+    prompt_cache = init_cache(config, b, t)
+    logits, prompt_cache = module.apply({"params": params}, prompt, valid, cache=prompt_cache,
+                                        last_only=True)
     logp = jax.nn.log_softmax(logits[:, -1])  # [B, V]; left padding: last column is real.
 
     lp, tokens, kids = _candidates(logp, jnp.zeros(b, jnp.int32), child_tokens, child_nodes,
@@ -86,12 +83,12 @@ def _beam_search(params, prompt, valid, child_tokens, child_nodes, *, config: Mo
     tok = jnp.take_along_axis(tokens, idx, 1)
     node = jnp.where(jnp.isfinite(scores), jnp.take_along_axis(kids, idx, 1), -1)
     seq = tok[..., None]  # [B, K, 1]
-    cache = _repeat_cache(cache, beam)
+    cache = init_cache(config, b * beam, levels - 1 + len(end_tokens))
     step_valid = jnp.ones((b * beam, 1), bool)
 
     for _ in range(1, levels):
         logits, cache = module.apply({"params": params}, jnp.maximum(tok, 0).reshape(-1, 1),
-                                     step_valid, cache=cache)
+                                     step_valid, cache=cache, prefix=prompt_cache)
         logp = jax.nn.log_softmax(logits[:, 0])  # [B*K, V]
         lp, tokens, kids = _candidates(logp, node.reshape(-1), child_tokens, child_nodes,
                                        renormalize)
@@ -109,7 +106,7 @@ def _beam_search(params, prompt, valid, child_tokens, child_nodes, *, config: Mo
     feed = tok
     for end in end_tokens:  # Forced: "\n", then the end-of-turn token.
         logits, cache = module.apply({"params": params}, jnp.maximum(feed, 0).reshape(-1, 1),
-                                     step_valid, cache=cache)
+                                     step_valid, cache=cache, prefix=prompt_cache)
         if not renormalize:
             scores = scores + jax.nn.log_softmax(logits[:, 0])[:, end].reshape(b, beam)
         feed = jnp.full_like(feed, end)
