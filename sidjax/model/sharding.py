@@ -16,6 +16,3 @@ PARTITION_RULES = (
     (r"^layers/mlp/down/kernel$", P(None, "tensor", "fsdp")),  # [L, F, D]
     (r"scale$", P()),  # RMSNorm scales.
 )
-
-# KV cache [L, B, S, K, H]: batch over the batch axes, kv heads over tensor.
-CACHE_SPEC = P(None, ("data", "fsdp"), None, "tensor", None)

@@ -136,8 +136,8 @@ def cached_attention(q, k, v, mask, impl: str, prefix=None):
     """Attention over a cache laid out by head. q: [B, T, N, H]; k, v: [B, K, S, H].
 
     Both einsums batch over (B, K) with the cache in its stored layout, so a decode step
-    reads the cache once instead of first transposing every layer's slice (which the
-    [B, S, K, H] layout cost: ~20% of a sampling step on CPU).
+    reads the cache once instead of first transposing every layer's slice (a cache laid
+    out [B, S, K, H], as `attention` takes keys, cost ~20% of a sampling step on CPU).
 
     prefix: optional (k, v [P, K, Sp, H], mask [P, Sp]) shared by each group of B // P
     consecutive rows and attended before a row's own cache, in one softmax. Beam search
