@@ -20,7 +20,7 @@ import numpy as np
 
 from sidjax.data.padding import bucket_length, left_pad
 from sidjax.model.config import ModelConfig
-from sidjax.model.transformer import Transformer, init_cache
+from sidjax.model.transformer import Transformer, init_cache, split_layers
 from sidjax.train import distributed
 
 
@@ -59,6 +59,7 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
     logits, cache = module.apply({"params": params}, prompt, valid, cache=cache,
                                  last_only=True)
     stops = jnp.asarray(stop_tokens if stop_tokens else (-1,), jnp.int32)
+    layers = split_layers(params)
 
     def choose(logits, key):
         if temperature == 0.0:
@@ -80,7 +81,7 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
         logps = logps.at[:, step].set(jnp.where(done, 0.0, logp))
         done = done | jnp.isin(token, stops)
         logits, cache = module.apply({"params": params}, token[:, None],
-                                     jnp.ones((b, 1), bool), cache=cache)
+                                     jnp.ones((b, 1), bool), cache=cache, layer_params=layers)
         return step + 1, cache, logits[:, 0], tokens, logps, done
 
     state = (jnp.zeros((), jnp.int32), cache, logits[:, -1],

@@ -263,6 +263,13 @@ _REMAT_POLICIES = {
 }
 
 
+def split_layers(params) -> list:
+    """The scanned layers' params ([L, ...] leaves) as L per-layer trees (`layer_params`)."""
+    stacked = params["layers"]
+    count = jax.tree.leaves(stacked)[0].shape[0]
+    return [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(count)]
+
+
 class Transformer(nn.Module):
     """tokens [B, T] (+ valid [B, T], optional KVCache) -> float32 logits [B, T, V]."""
 
@@ -287,7 +294,7 @@ class Transformer(nn.Module):
 
     def __call__(self, tokens, valid=None, cache: KVCache | None = None,
                  return_hidden: bool = False, last_only: bool = False,
-                 prefix: KVCache | None = None):
+                 prefix: KVCache | None = None, layer_params=None):
         """Returns (logits [B, T, V] float32, new cache or None[, hidden states]).
 
         hidden states: (per-layer outputs [L, B, T, D], final normed [B, T, D]).
@@ -298,9 +305,14 @@ class Transformer(nn.Module):
         `prefix` (with `cache`): a filled, read-only cache of P rows shared by each group of
         B // P consecutive rows, which attend to it before their own cache, as if its real
         tokens came first. Beam search keeps the prompt there once per example.
+        `layer_params` (from `split_layers`): run the layers one by one on these per-layer
+        trees instead of scanning the stacked ones. A sampling loop splits them once,
+        outside its loop: the scan slices every layer's weights out of the stack (a copy)
+        on every step, ~13% of a sampling call on CPU.
         """
         b, t = tokens.shape
         valid = jnp.ones((b, t), bool) if valid is None else valid.astype(bool)
+        prefix_arrays = None
         if cache is None:
             positions = jnp.maximum(jnp.cumsum(valid, axis=-1) - 1, 0)  # [B, T]
             slots = jnp.arange(t)
@@ -329,9 +341,16 @@ class Transformer(nn.Module):
         x = self.embed(tokens)  # [B, T, D]
         x = shard_activation(x, P(BATCH_AXES, None, None))
         layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
-        (x, new_layer_caches), per_layer = self.layers(
-            (x, layer_caches), layer_ids, positions, mask, index,
-            prefix_arrays if prefix is not None else None)
+        if layer_params is None:
+            (x, new_layer_caches), per_layer = self.layers(
+                (x, layer_caches), layer_ids, positions, mask, index, prefix_arrays)
+        else:
+            carry, outs = (x, layer_caches), []
+            for layer, params in enumerate(layer_params):
+                carry, out = Block(self.config, parent=None).apply({"params": params}, carry, layer,
+                                                      positions, mask, index, prefix_arrays)
+                outs.append(out)
+            (x, new_layer_caches), per_layer = carry, jnp.stack(outs)
         if last_only:
             x = x[:, -1:]
         x = self.final_norm(x)
