@@ -1,11 +1,12 @@
 """The sampler against full forward passes: greedy, log-probs, top-k/top-p, seeds, stops."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
 from sidjax.data.padding import left_pad
-from sidjax.decode.sampler import sample
+from sidjax.decode.sampler import first_argmax, gumbel_categorical, sample
 from sidjax.model.config import get_preset
 from sidjax.model.model import init_params
 from sidjax.model.transformer import Transformer
@@ -32,6 +33,19 @@ def full_forward_logps(prompt, generated, temperature=1.0):
 
 
 class SamplerTest(absltest.TestCase):
+
+    def test_argmax_and_categorical_equal_jax_ones(self):
+        """Ties (first index wins), -inf entries (top-k/top-p), and the very same draws."""
+        rng = np.random.default_rng(0)
+        logits = np.round(rng.normal(size=(64, 50)) * 2) / 2  # Many ties.
+        logits[:, ::3] = -np.inf
+        logits[0] = 1.0  # All tied.
+        np.testing.assert_array_equal(first_argmax(jnp.asarray(logits)),
+                                      jnp.argmax(jnp.asarray(logits), -1))
+        for seed in range(20):
+            key = jax.random.PRNGKey(seed)
+            np.testing.assert_array_equal(gumbel_categorical(key, jnp.asarray(logits)),
+                                          jax.random.categorical(key, jnp.asarray(logits)))
 
     def test_greedy_equals_stepwise_argmax_of_full_passes(self):
         result = sample(CONFIG, PARAMS, PROMPTS, jax.random.PRNGKey(0), 8, temperature=0.0)

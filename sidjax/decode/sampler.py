@@ -48,6 +48,23 @@ def _filter_logits(logits, top_k: int, top_p: float):
     return logits
 
 
+def first_argmax(x):
+    """`jnp.argmax(x, -1)` (index of the first maximum) from two plain reductions.
+
+    XLA:CPU lowers argmax to a fused value-and-index reduce that is ~3x slower than a max
+    followed by a min over matching indices: 1.0 vs ~0.3 ms over [32, 8,960] logits,
+    paid on every sampled token.
+    """
+    top = jnp.max(x, axis=-1, keepdims=True)
+    index = jnp.min(jnp.where(x == top, jnp.arange(x.shape[-1]), x.shape[-1]), axis=-1)
+    return jnp.minimum(index, x.shape[-1] - 1)  # All-NaN rows: stay in the vocabulary.
+
+
+def gumbel_categorical(key, logits):
+    """`jax.random.categorical(key, logits)` (the same draws) with `first_argmax`."""
+    return first_argmax(logits + jax.random.gumbel(key, logits.shape, logits.dtype))
+
+
 @functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "temperature",
                                              "top_k", "top_p", "stop_tokens", "pad_id"))
 def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: int,
@@ -63,10 +80,10 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
 
     def choose(logits, key):
         if temperature == 0.0:
-            token = jnp.argmax(logits, -1)
+            token = first_argmax(logits)
             return token, jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], 1)[:, 0]
         scaled = logits / temperature
-        token = jax.random.categorical(key, _filter_logits(scaled, top_k, top_p))
+        token = gumbel_categorical(key, _filter_logits(scaled, top_k, top_p))
         return token, jnp.take_along_axis(jax.nn.log_softmax(scaled), token[:, None], 1)[:, 0]
 
     def cond(state):
