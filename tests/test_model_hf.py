@@ -98,6 +98,19 @@ class KVCacheTest(parameterized.TestCase):
         np.testing.assert_allclose(got[mask], np.asarray(full)[mask], atol=1e-5)
         self.assertEqual(int(cache.index), 11)
 
+        # The sampler's loop: per-layer weights and a split cache give the same steps.
+        from sidjax.model.transformer import split_layers
+        layers = split_layers(params)
+        split = module.apply({"params": params}, tokens, valid, cache=init_cache(config, 2, 16))[1]
+        split = split.split()
+        for t in range(steps.shape[1]):
+            logits, split = module.apply({"params": params}, steps[:, t:t + 1], np.ones((2, 1)),
+                                         cache=split, layer_params=layers)
+            np.testing.assert_allclose(np.asarray(logits)[:, 0], got[:, 6 + t], atol=1e-5)
+        self.assertLen(split.k, 3)
+        with self.assertRaisesRegex(ValueError, "split KVCache.*layer_params"):
+            module.apply({"params": params}, steps[:, :1], np.ones((2, 1)), cache=split)
+
         last, last_cache = module.apply({"params": params}, tokens, valid,
                                         cache=init_cache(config, 2, 16), last_only=True)
         self.assertEqual(last.shape, (2, 1, 64))

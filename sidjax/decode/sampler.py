@@ -76,7 +76,7 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
     logits, cache = module.apply({"params": params}, prompt, valid, cache=cache,
                                  last_only=True)
     stops = jnp.asarray(stop_tokens if stop_tokens else (-1,), jnp.int32)
-    layers = split_layers(params)
+    layers, cache = split_layers(params), cache.split()  # Once, outside the loop.
 
     def choose(logits, key):
         if temperature == 0.0:

@@ -32,14 +32,20 @@ _MASKED = -0.7 * float(np.finfo(np.float32).max)  # Finite: fully padded rows st
 
 @flax.struct.dataclass
 class KVCache:
-    k: jax.Array  # [L, B, K, S, H]
-    v: jax.Array  # [L, B, K, S, H]
+    k: Any  # [L, B, K, S, H], or a tuple of L [B, K, S, H] (`split`)
+    v: Any  # as k
     mask: jax.Array  # [B, S] bool: the slot holds a real token.
     index: jax.Array  # int32 []: the next slot to write (the same for every row).
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[3]
+        return self.mask.shape[1]
+
+    def split(self) -> "KVCache":
+        """One array per layer, for a decode loop over `split_layers`: each layer then
+        updates and reads its own array in place, where slicing a layer out of the stack
+        copies it on every step."""
+        return self.replace(k=tuple(self.k), v=tuple(self.v))
 
 
 def init_cache(config: ModelConfig, batch: int, max_len: int, dtype: str | None = None) -> KVCache:
@@ -195,19 +201,24 @@ class Attention(nn.Module):
         q = shard_activation(q, P(BATCH_AXES, None, "tensor", None))
         new_cache = None
         if caches is not None:
-            # The whole stacked cache [L, B, K, S, H] is carried through the layer scan and
-            # updated in place at (layer, index): per-layer xs/ys would copy it every step.
+            # Either the whole stacked cache [L, B, K, S, H], carried through the layer scan
+            # and updated in place at (layer, index) (per-layer xs/ys would copy it every
+            # step), or this layer's own [B, K, S, H] array (`KVCache.split`).
             cache_k, cache_v = caches
-            start = (layer, 0, 0, index, 0)
+            stacked = cache_k.ndim == 5
 
-            def write(cache, new):  # new [B, T, K, H] -> the cache's [1, B, K, T, H] slot block.
-                new = jnp.swapaxes(new.astype(cache.dtype), 1, 2)[None]
-                return jax.lax.dynamic_update_slice(cache, new, start)
+            def write(cache, new):  # new [B, T, K, H] -> the cache's [B, K, T, H] slot block.
+                new = jnp.swapaxes(new.astype(cache.dtype), 1, 2)
+                if stacked:
+                    return jax.lax.dynamic_update_slice(cache, new[None], (layer, 0, 0, index, 0))
+                return jax.lax.dynamic_update_slice(cache, new, (0, 0, index, 0))
 
             cache_k, cache_v = write(cache_k, k), write(cache_v, v)
             new_cache = (cache_k, cache_v)
-            k = jax.lax.dynamic_index_in_dim(cache_k, layer, 0, keepdims=False).astype(dt)
-            v = jax.lax.dynamic_index_in_dim(cache_v, layer, 0, keepdims=False).astype(dt)
+            if stacked:
+                cache_k = jax.lax.dynamic_index_in_dim(cache_k, layer, 0, keepdims=False)
+                cache_v = jax.lax.dynamic_index_in_dim(cache_v, layer, 0, keepdims=False)
+            k, v = cache_k.astype(dt), cache_v.astype(dt)
             if prefix is not None:
                 prefix_k, prefix_v, prefix_mask = prefix
                 prefix = (jax.lax.dynamic_index_in_dim(prefix_k, layer, 0, False).astype(dt),
@@ -306,9 +317,10 @@ class Transformer(nn.Module):
         B // P consecutive rows, which attend to it before their own cache, as if its real
         tokens came first. Beam search keeps the prompt there once per example.
         `layer_params` (from `split_layers`): run the layers one by one on these per-layer
-        trees instead of scanning the stacked ones. A sampling loop splits them once,
-        outside its loop: the scan slices every layer's weights out of the stack (a copy)
-        on every step, ~13% of a sampling call on CPU.
+        trees instead of scanning the stacked ones; a cache comes back split
+        (`KVCache.split`). A sampling loop splits weights and cache once, outside its loop:
+        the scan slices every layer's weights and cache out of the stacks (copies) on every
+        step, ~20% of a sampling call on CPU.
         """
         b, t = tokens.shape
         valid = jnp.ones((b, t), bool) if valid is None else valid.astype(bool)
@@ -342,15 +354,23 @@ class Transformer(nn.Module):
         x = shard_activation(x, P(BATCH_AXES, None, None))
         layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
         if layer_params is None:
+            if layer_caches is not None and isinstance(cache.k, tuple):
+                raise ValueError("A split KVCache (one array per layer) needs layer_params= "
+                                 "(split_layers(params)); pass a stacked cache to scan.")
             (x, new_layer_caches), per_layer = self.layers(
                 (x, layer_caches), layer_ids, positions, mask, index, prefix_arrays)
         else:
-            carry, outs = (x, layer_caches), []
+            block, new_k, new_v, outs = Block(self.config, parent=None), [], [], []
             for layer, params in enumerate(layer_params):
-                carry, out = Block(self.config, parent=None).apply({"params": params}, carry, layer,
-                                                      positions, mask, index, prefix_arrays)
+                caches = None if cache is None else (cache.k[layer], cache.v[layer])
+                (x, new_layer), out = block.apply({"params": params}, (x, caches), layer,
+                                                  positions, mask, index, prefix_arrays)
                 outs.append(out)
-            (x, new_layer_caches), per_layer = carry, jnp.stack(outs)
+                if new_layer is not None:
+                    new_k.append(new_layer[0])
+                    new_v.append(new_layer[1])
+            new_layer_caches = (tuple(new_k), tuple(new_v))  # A split cache.
+            per_layer = jnp.stack(outs)
         if last_only:
             x = x[:, -1:]
         x = self.final_norm(x)
