@@ -83,7 +83,8 @@ def _beam_search(params, prompt, valid, child_tokens, child_nodes, *, config: Mo
     tok = jnp.take_along_axis(tokens, idx, 1)
     node = jnp.where(jnp.isfinite(scores), jnp.take_along_axis(kids, idx, 1), -1)
     seq = tok[..., None]  # [B, K, 1]
-    cache = init_cache(config, b * beam, levels - 1 + len(end_tokens))
+    own_slots = levels - 1 + (0 if renormalize else len(end_tokens))
+    cache = init_cache(config, b * beam, max(own_slots, 1))
     step_valid = jnp.ones((b * beam, 1), bool)
 
     for _ in range(1, levels):
@@ -103,13 +104,18 @@ def _beam_search(params, prompt, valid, child_tokens, child_nodes, *, config: Mo
                               axis=-1)
         cache = _gather_cache(cache, (jnp.arange(b)[:, None] * beam + parent).reshape(-1))
 
-    feed = tok
-    for end in end_tokens:  # Forced: "\n", then the end-of-turn token.
-        logits, cache = module.apply({"params": params}, jnp.maximum(feed, 0).reshape(-1, 1),
-                                     step_valid, cache=cache, prefix=prompt_cache)
-        if not renormalize:
-            scores = scores + jax.nn.log_softmax(logits[:, 0])[:, end].reshape(b, beam)
-        feed = jnp.full_like(feed, end)
+    if end_tokens and not renormalize:
+        # The forced end tokens ("\n", then end-of-turn) in one pass: feeding the last SID
+        # token and all but the last end token scores every end token at once.
+        # (Renormalised scoring adds 0 for forced tokens and skips this pass.)
+        ends = jnp.asarray(end_tokens, jnp.int32)
+        feed = jnp.concatenate([jnp.maximum(tok, 0).reshape(-1, 1),
+                                jnp.broadcast_to(ends[:-1], (b * beam, len(ends) - 1))], 1)
+        logits, _ = module.apply({"params": params}, feed, jnp.ones(feed.shape, bool),
+                                 cache=cache, prefix=prompt_cache)
+        logp = jax.nn.log_softmax(logits)  # [B*K, E, V]
+        picked = logp[:, jnp.arange(len(end_tokens)), ends]  # [B*K, E]
+        scores = scores + picked.sum(1).reshape(b, beam)
     # The beam set was fixed at the last SID level (forced tokens never branch, as in HF
     # beam search); rank it by the final scores.
     order = jnp.argsort(-scores, axis=1, stable=True)
