@@ -47,6 +47,17 @@ class SamplerTest(absltest.TestCase):
             np.testing.assert_array_equal(gumbel_categorical(key, jnp.asarray(logits)),
                                           jax.random.categorical(key, jnp.asarray(logits)))
 
+    def test_split_and_stacked_decode_loops_agree(self):
+        """CPU runs the loop on split layers; accelerators on the stacked ones."""
+        from sidjax.decode.sampler import _sample
+        tokens, valid = left_pad(PROMPTS, 0, 16)
+        kwargs = dict(config=CONFIG, max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0,
+                      stop_tokens=(), pad_id=0)
+        split = _sample(PARAMS, tokens, valid, jax.random.PRNGKey(3), split=True, **kwargs)
+        stacked = _sample(PARAMS, tokens, valid, jax.random.PRNGKey(3), split=False, **kwargs)
+        np.testing.assert_array_equal(split[0], stacked[0])
+        np.testing.assert_allclose(split[1], stacked[1], atol=1e-5)
+
     def test_greedy_equals_stepwise_argmax_of_full_passes(self):
         result = sample(CONFIG, PARAMS, PROMPTS, jax.random.PRNGKey(0), 8, temperature=0.0)
         for prompt, tokens in zip(PROMPTS, result.tokens):
