@@ -1,18 +1,20 @@
 """Constrained SID beam search and sampling: sidjax vs Hugging Face `generate`, same run.
 
     python bench/beam_search.py [--items 3700] [--batch 32] [--prompt 64] [--beams 10,50]
+                                [--rounds 3]
 
 A ~20M-param Qwen3 (the `small` preset, random weights, float32) with a SID vocabulary
 over a catalog of `--items` random 3-level SIDs (256 codes per level). The reference is
 what the PyTorch peers run: `generate(num_beams=K, num_return_sequences=K,
 length_penalty=0, prefix_allowed_tokens_fn=...)` with a Python trie walked per beam per
 step, a -> b -> c -> "\\n" -> EOS. Sampling: `generate(do_sample=True)` with the KV cache vs
-the sidjax sampler, same prompts and lengths. Prints examples/s and tokens/s with ratios.
-Needs torch (the test extra).
+the sidjax sampler, same prompts and lengths. Each pair is timed round-robin (`--rounds`
+calls each, after a warm-up) and the medians compared, so drift in the machine's speed
+hits both sides alike. Prints examples/s and tokens/s with ratios. Needs torch (the test
+extra).
 """
 
 import argparse
-import time
 
 from sidjax.train import host_memory
 
@@ -22,20 +24,13 @@ KEPT_FREED_MEMORY = host_memory.keep_freed_memory_on_cpu()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import interleaved_medians, warmed  # noqa: E402  (bench/ is on sys.path)
 
 from sidjax.decode.beam import sid_beam_search  # noqa: E402
 from sidjax.decode.sampler import sample  # noqa: E402
 from sidjax.decode.sid_tables import build_sid_tables  # noqa: E402
 from sidjax.model.config import get_preset  # noqa: E402
 from sidjax.model.model import init_params  # noqa: E402
-
-
-def timed(fn, repeats=2):
-    fn()  # Compile / warm up.
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
 
 
 def catalog_sids(items, base, rng):
@@ -68,6 +63,7 @@ def main():
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--beams", default="10,50")
     parser.add_argument("--sample_tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin timings per side")
     args = parser.parse_args()
     import torch
 
@@ -98,7 +94,8 @@ def main():
 
     ids = torch.tensor(prompts, dtype=torch.long)
     for beam in [int(b) for b in args.beams.split(",")]:
-        t_jax = timed(lambda: sid_beam_search(config, params, prompts, tables, beam))
+        def ours():
+            return sid_beam_search(config, params, prompts, tables, beam)
 
         def hf():
             with torch.no_grad():
@@ -108,14 +105,17 @@ def main():
                                       prefix_allowed_tokens_fn=allowed, pad_token_id=0,
                                       eos_token_id=eos)
 
-        t_hf = timed(hf, repeats=1)
+        median = interleaved_medians({"sidjax": warmed(ours), "hf": warmed(hf, 1)}, args.rounds)
+        t_jax, t_hf = median["sidjax"], median["hf"]
         print(f"beam {beam:3d}: sidjax {args.batch / t_jax:8.1f} examples/s | transformers "
               f"generate + trie {args.batch / t_hf:8.1f} examples/s | ratio {t_hf / t_jax:6.1f}x")
 
     n = args.sample_tokens
     key = jax.random.PRNGKey(0)
     prompt_list = prompts.tolist()
-    t_jax = timed(lambda: sample(config, params, prompt_list, key, n, temperature=1.0))
+
+    def ours_sample():
+        return sample(config, params, prompt_list, key, n, temperature=1.0)
 
     def hf_sample():
         with torch.no_grad():
@@ -123,7 +123,9 @@ def main():
                                   max_new_tokens=n, min_new_tokens=n, temperature=1.0, top_k=0,
                                   top_p=1.0, use_cache=True, pad_token_id=0, eos_token_id=None)
 
-    t_hf = timed(hf_sample, repeats=1)
+    median = interleaved_medians({"sidjax": warmed(ours_sample), "hf": warmed(hf_sample, 1)},
+                                 args.rounds)
+    t_jax, t_hf = median["sidjax"], median["hf"]
     tokens = args.batch * n
     print(f"sampling {n} tokens x {args.batch}: sidjax {tokens / t_jax:8.0f} tokens/s | "
           f"transformers generate(do_sample) {tokens / t_hf:8.0f} tokens/s | ratio "

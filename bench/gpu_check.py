@@ -20,7 +20,8 @@ import time
 
 import jax
 import numpy as np
-from beam_search import catalog_sids, timed  # bench/ is on sys.path when this runs.
+from beam_search import catalog_sids  # bench/ is on sys.path when this runs.
+from timing import timed
 
 from sidjax.decode.beam import sid_beam_search
 from sidjax.decode.sampler import sample

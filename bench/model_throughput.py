@@ -22,13 +22,13 @@ from sidjax.train import host_memory  # noqa: E402
 KEPT_FREED_MEMORY = host_memory.keep_freed_memory_on_cpu()
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
+from timing import interleaved_medians, warmed  # noqa: E402  (bench/ is on sys.path)
 
 from sidjax.model.config import get_preset  # noqa: E402
 from sidjax.model.model import init_params  # noqa: E402
@@ -37,19 +37,6 @@ from sidjax.train.mesh import make_global_batch, make_mesh  # noqa: E402
 
 MATMUL = (2048, 512, 1536)  # m, k, n of the peak-rate probe;
 MATMUL_REPEATS = 20  # timed this many times per call: ~0.3 s, like a training step.
-
-
-def time_fn(fn, iters):
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) / iters
-
-
-def warmed(fn):
-    fn()  # Compile / warm up.
-    fn()
-    return fn
 
 
 def sidjax_step(config, tokens, devices):
@@ -100,19 +87,6 @@ def matmul_steps() -> dict:
             ta @ tb
 
     return {"xla matmul": warmed(xla), "torch matmul": warmed(pt)}
-
-
-def interleaved_medians(steps: dict, rounds: int, iters: int) -> dict:
-    """Median seconds per call of each step, timed round-robin.
-
-    On a shared machine the speed drifts over minutes; measuring every variant in
-    each round exposes them to the same drift, so the ratios stay meaningful.
-    """
-    times = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            times[name].append(time_fn(step, iters))
-    return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
 def main():

@@ -38,7 +38,9 @@ class ModelConfig:
     param_dtype: str = "float32"  # 'float32' | 'bfloat16'
     dtype: str = "float32"  # Compute dtype; logits are always float32.
     remat: str = "none"  # 'none' | 'full' | 'dots': rematerialise each layer in backward.
-    attention_impl: str = "xla"  # 'xla' (einsum softmax) | 'dpa' (jax.nn.dot_product_attention)
+    # Attention without a KV cache (training, scoring): 'xla' (einsum softmax) | 'dpa'
+    # (jax.nn.dot_product_attention). Cached prefill and decode always use einsums.
+    attention_impl: str = "xla"
     # Layers unrolled per scan iteration: 1 compiles fastest; num_layers lets XLA fuse across
     # layers (faster steps on CPU, longer compiles).
     scan_unroll: int = 1

@@ -138,20 +138,19 @@ def attention(q, k, v, mask, impl: str):
     return out.reshape(b, t, n, h)
 
 
-def cached_attention(q, k, v, mask, impl: str, prefix=None):
+def cached_attention(q, k, v, mask, prefix=None):
     """Attention over a cache laid out by head. q: [B, T, N, H]; k, v: [B, K, S, H].
 
     Both einsums batch over (B, K) with the cache in its stored layout, so a decode step
     reads the cache once instead of first transposing every layer's slice (a cache laid
     out [B, S, K, H], as `attention` takes keys, cost ~20% of a sampling step on CPU).
+    Cached prefill and decode always use these einsums: `attention_impl="dpa"` (fastest
+    for training on CPU) would need the cache transposed back and is slower here.
 
     prefix: optional (k, v [P, K, Sp, H], mask [P, Sp]) shared by each group of B // P
     consecutive rows and attended before a row's own cache, in one softmax. Beam search
-    keeps the prompt there once per example instead of once per beam. `dpa` applies
-    without a prefix only.
+    keeps the prompt there once per example instead of once per beam.
     """
-    if impl == "dpa" and prefix is None:
-        return attention(q, jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2), mask, impl)
     b, t, n, h = q.shape
     kv_heads = k.shape[1]
     g = n // kv_heads
@@ -224,7 +223,7 @@ class Attention(nn.Module):
                 prefix = (jax.lax.dynamic_index_in_dim(prefix_k, layer, 0, False).astype(dt),
                           jax.lax.dynamic_index_in_dim(prefix_v, layer, 0, False).astype(dt),
                           prefix_mask)
-            out = cached_attention(q, k, v, mask, c.attention_impl, prefix)  # [B, T, N, H]
+            out = cached_attention(q, k, v, mask, prefix)  # [B, T, N, H]
         else:
             out = attention(q, k, v, mask, c.attention_impl)  # [B, T, N, H]
         out = Linear((c.hidden_size,), in_dims=2, dtype=dt, param_dtype=pdt, name="o")(out)
