@@ -15,7 +15,7 @@ from sidjax.model import hf as hf_lib
 from sidjax.model.config import ModelConfig, get_preset
 from sidjax.model.model import Model, init_sharded_params
 from sidjax.model.safetensors_io import SafetensorsFile, save_file
-from sidjax.model.transformer import Transformer
+from sidjax.model.transformer import Transformer, init_cache, split_layers
 from sidjax.train.mesh import make_mesh
 from tests.hf_fixtures import make_hf_model
 
@@ -71,13 +71,22 @@ class ParityTest(parameterized.TestCase):
         np.testing.assert_allclose(ours[1, -5:], alone[0], atol=1e-5)
 
 
+def tiny_decoder(impl: str = "xla"):
+    config = get_preset("tiny", vocab_size=64, attention_impl=impl, num_layers=3)
+    module = Transformer(config)
+    params = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))["params"]
+    return config, module, params
+
+
 class KVCacheTest(parameterized.TestCase):
+
+    def prefill(self, config, module, params, tokens, valid, slots=16, **kwargs):
+        return module.apply({"params": params}, tokens, valid,
+                            cache=init_cache(config, len(tokens), slots), **kwargs)
 
     @parameterized.parameters("xla", "dpa")
     def test_prefill_then_single_steps_equal_full_forward(self, impl):
-        config = get_preset("tiny", vocab_size=64, attention_impl=impl, num_layers=3)
-        module = Transformer(config)
-        params = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))["params"]
+        config, module, params = tiny_decoder(impl)
         rng = np.random.default_rng(0)
         tokens, valid = left_padded_batch(rng, 64, [6, 3], 6)
         steps = rng.integers(0, 64, (2, 5))
@@ -85,9 +94,7 @@ class KVCacheTest(parameterized.TestCase):
         full_valid = np.concatenate([valid, np.ones_like(steps)], 1)
         full, _ = module.apply({"params": params}, full_tokens, full_valid)
 
-        from sidjax.model.transformer import init_cache
-        cache = init_cache(config, 2, 16)
-        prefill, cache = module.apply({"params": params}, tokens, valid, cache=cache)
+        prefill, cache = self.prefill(config, module, params, tokens, valid)
         got = [prefill]
         for t in range(steps.shape[1]):
             logits, cache = module.apply({"params": params}, steps[:, t:t + 1],
@@ -98,40 +105,42 @@ class KVCacheTest(parameterized.TestCase):
         np.testing.assert_allclose(got[mask], np.asarray(full)[mask], atol=1e-5)
         self.assertEqual(int(cache.index), 11)
 
-        # The sampler's loop: per-layer weights and a split cache give the same steps.
-        from sidjax.model.transformer import split_layers
+    def test_split_layers_and_cache_steps_equal_scanned_ones(self):
+        """The sampler's CPU loop: per-layer weights and a split cache, same logits."""
+        config, module, params = tiny_decoder()
+        rng = np.random.default_rng(0)
+        tokens, valid = left_padded_batch(rng, 64, [6, 3], 6)
+        steps = rng.integers(0, 64, (2, 4))
+        _, stacked = self.prefill(config, module, params, tokens, valid)
+        split = stacked.split()
         layers = split_layers(params)
-        split = module.apply({"params": params}, tokens, valid, cache=init_cache(config, 2, 16))[1]
-        split = split.split()
         for t in range(steps.shape[1]):
-            logits, split = module.apply({"params": params}, steps[:, t:t + 1], np.ones((2, 1)),
-                                         cache=split, layer_params=layers)
-            np.testing.assert_allclose(np.asarray(logits)[:, 0], got[:, 6 + t], atol=1e-5)
+            want, stacked = module.apply({"params": params}, steps[:, t:t + 1], np.ones((2, 1)),
+                                         cache=stacked)
+            got, split = module.apply({"params": params}, steps[:, t:t + 1], np.ones((2, 1)),
+                                      cache=split, layer_params=layers)
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
         self.assertLen(split.k, 3)
         with self.assertRaisesRegex(ValueError, "split KVCache.*layer_params"):
             module.apply({"params": params}, steps[:, :1], np.ones((2, 1)), cache=split)
 
-        last, last_cache = module.apply({"params": params}, tokens, valid,
-                                        cache=init_cache(config, 2, 16), last_only=True)
+    def test_last_only_prefill_gives_the_last_logits_and_the_same_cache(self):
+        config, module, params = tiny_decoder()
+        tokens, valid = left_padded_batch(np.random.default_rng(0), 64, [6, 3], 6)
+        full, full_cache = self.prefill(config, module, params, tokens, valid)
+        last, last_cache = self.prefill(config, module, params, tokens, valid, last_only=True)
         self.assertEqual(last.shape, (2, 1, 64))
-        np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(prefill[:, -1]), atol=1e-6)
-        full_cache = module.apply({"params": params}, tokens, valid,
-                                  cache=init_cache(config, 2, 16))[1]
-        for got_leaf, want_leaf in zip(jax.tree.leaves(last_cache), jax.tree.leaves(full_cache)):
-            np.testing.assert_array_equal(np.asarray(got_leaf), np.asarray(want_leaf))
-
+        np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(full[:, -1]), atol=1e-6)
+        for got, want in zip(jax.tree.leaves(last_cache), jax.tree.leaves(full_cache)):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
     @parameterized.parameters("xla", "dpa")
     def test_shared_prefix_cache_equals_full_forward(self, impl):
         """Rows sharing a prompt through `prefix=` see it as if it preceded their tokens."""
-        from sidjax.model.transformer import init_cache
-        config = get_preset("tiny", vocab_size=64, attention_impl=impl, num_layers=3)
-        module = Transformer(config)
-        params = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))["params"]
+        config, module, params = tiny_decoder(impl)
         rng = np.random.default_rng(1)
         prompts, valid = left_padded_batch(rng, 64, [6, 2], 6)
-        prefix = module.apply({"params": params}, prompts, valid, cache=init_cache(config, 2, 6),
-                              last_only=True)[1]
+        prefix = self.prefill(config, module, params, prompts, valid, slots=6, last_only=True)[1]
         groups, steps = 3, rng.integers(0, 64, (6, 4))  # Rows 0-2 follow prompt 0, 3-5 prompt 1.
         cache = init_cache(config, 6, 4)
         got = []
