@@ -359,17 +359,15 @@ class Transformer(nn.Module):
             (x, new_layer_caches), per_layer = self.layers(
                 (x, layer_caches), layer_ids, positions, mask, index, prefix_arrays)
         else:
-            block, new_k, new_v, outs = Block(self.config, parent=None), [], [], []
+            block, new_layers, outs = Block(self.config, parent=None), [], []
             for layer, params in enumerate(layer_params):
                 caches = None if cache is None else (cache.k[layer], cache.v[layer])
                 (x, new_layer), out = block.apply({"params": params}, (x, caches), layer,
                                                   positions, mask, index, prefix_arrays)
+                new_layers.append(new_layer)
                 outs.append(out)
-                if new_layer is not None:
-                    new_k.append(new_layer[0])
-                    new_v.append(new_layer[1])
-            new_layer_caches = (tuple(new_k), tuple(new_v))  # A split cache.
-            per_layer = jnp.stack(outs)
+            new_layer_caches = tuple(zip(*new_layers)) if cache is not None else None  # Split.
+            per_layer = jnp.stack(outs) if return_hidden else None
         if last_only:
             x = x[:, -1:]
         x = self.final_norm(x)
