@@ -24,7 +24,7 @@ import numpy as np
 
 from sidjax.decode.sid_tables import SidTables
 from sidjax.model.config import ModelConfig
-from sidjax.model.transformer import KVCache, Transformer, init_cache
+from sidjax.model.transformer import KVCache, Transformer, init_cache, prefill
 
 NEG_INF = -jnp.inf
 
@@ -67,10 +67,8 @@ def _beam_search(params, prompt, valid, child_tokens, child_nodes, *, config: Mo
     b, t = prompt.shape
     # The prompt's cache is kept once per example and shared by its beams (`prefix`); each
     # beam's own cache holds only the tokens it appends, so reordering beams moves little.
-    prompt_cache = init_cache(config, b, t)
-    logits, prompt_cache = module.apply({"params": params}, prompt, valid, cache=prompt_cache,
-                                        last_only=True)
-    logp = jax.nn.log_softmax(logits[:, -1])  # [B, V]; left padding: last column is real.
+    logits, prompt_cache = prefill(config, params, prompt, valid, t)
+    logp = jax.nn.log_softmax(logits)  # [B, V]
 
     lp, tokens, kids = _candidates(logp, jnp.zeros(b, jnp.int32), child_tokens, child_nodes,
                                    renormalize)

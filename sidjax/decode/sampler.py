@@ -20,7 +20,7 @@ import numpy as np
 
 from sidjax.data.padding import bucket_length, left_pad
 from sidjax.model.config import ModelConfig
-from sidjax.model.transformer import Transformer, init_cache, split_layers
+from sidjax.model.transformer import Transformer, prefill, split_layers
 from sidjax.train import distributed
 
 
@@ -73,9 +73,7 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
             pad_id: int, split: bool):
     module = Transformer(config)
     b, t = prompt.shape
-    cache = init_cache(config, b, t + max_new_tokens)
-    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache,
-                                 last_only=True)
+    logits, cache = prefill(config, params, prompt, valid, t + max_new_tokens)  # [B, V]
     stops = jnp.asarray(stop_tokens if stop_tokens else (-1,), jnp.int32)
     layers = None
     if split:  # Once, outside the loop: see `sample`.
@@ -104,7 +102,7 @@ def _sample(params, prompt, valid, rng, *, config: ModelConfig, max_new_tokens: 
                                      jnp.ones((b, 1), bool), cache=cache, layer_params=layers)
         return step + 1, cache, logits[:, 0], tokens, logps, done
 
-    state = (jnp.zeros((), jnp.int32), cache, logits[:, -1],
+    state = (jnp.zeros((), jnp.int32), cache, logits,
              jnp.full((b, max_new_tokens), pad_id, jnp.int32),
              jnp.zeros((b, max_new_tokens), jnp.float32), jnp.zeros(b, bool))
     _, _, _, tokens, logps, _ = jax.lax.while_loop(cond, body, state)

@@ -18,7 +18,7 @@ import numpy as np
 from sidjax.decode.beam import _candidates
 from sidjax.decode.sid_tables import SidTables
 from sidjax.model.config import ModelConfig
-from sidjax.model.transformer import Transformer, init_cache
+from sidjax.model.transformer import Transformer, prefill
 from sidjax.train import distributed
 
 
@@ -27,10 +27,7 @@ def _sample_tail(params, prompt, valid, child_tokens, child_nodes, rng, *, confi
                  levels: int, temperature: float):
     module = Transformer(config)
     b, t = prompt.shape
-    cache = init_cache(config, b, t + levels)
-    logits, cache = module.apply({"params": params}, prompt, valid, cache=cache,
-                                 last_only=True)
-    logits = logits[:, -1]
+    logits, cache = prefill(config, params, prompt, valid, t + levels)  # [B, V]
     node = jnp.zeros(b, jnp.int32)
     rows = jnp.arange(b)
     tokens, logps = [], []

@@ -388,3 +388,15 @@ class Transformer(nn.Module):
         if return_hidden:
             return logits, new_cache, (per_layer, x)
         return logits, new_cache
+
+
+def prefill(config: ModelConfig, params, prompt, valid, max_len: int):
+    """Runs left-padded prompts [B, T] into a fresh cache of `max_len` slots for decoding.
+
+    Returns (float32 logits [B, V] at the last position, which is real under left padding;
+    the cache). Only that position's logits are computed (`last_only`).
+    """
+    logits, cache = Transformer(config).apply(
+        {"params": params}, prompt, valid, cache=init_cache(config, prompt.shape[0], max_len),
+        last_only=True)
+    return logits[:, -1], cache
