@@ -20,6 +20,7 @@ STAGES: dict[str, str] = {
     "plan": "sidjax.train.plan:train_and_evaluate",
     "prepare_data": "sidjax.data.prepare:train_and_evaluate",
     "sid": "sidjax.sid.stage:train_and_evaluate",
+    "sasrec": "sidjax.sasrec.stage:train_and_evaluate",
 }
 
 

@@ -39,7 +39,7 @@ class SyntheticTest(absltest.TestCase):
         n = len(d.catalog)
         pop = ranking_metrics(baselines.popularity_predictions(train, test, n), targets)
         rnd = ranking_metrics(baselines.random_predictions(test, n), targets)
-        nxt = ranking_metrics(baselines.transition_predictions(train, test, n), targets)
+        nxt = ranking_metrics(baselines.transition_counter_predictions(train, test, n), targets)
         print(f"\nSynthetic default test split ({len(test)} rows): HR@10 popularity "
               f"{pop['hr@10']:.4f}, random {rnd['hr@10']:.4f}, last-item transitions "
               f"{nxt['hr@10']:.4f}")

@@ -75,7 +75,10 @@ class EvaluateTest(absltest.TestCase):
         self.assertEqual(preds[0][0], catalog.sid_string(int(np.argmax(counts))))
         self.assertTrue(all(p == preds[0] for p in preds))
         metrics = evaluate.baseline_metrics(catalog, train, test)
-        self.assertEqual(set(metrics), {"popularity", "random"})
+        self.assertEqual(set(metrics), {"popularity", "random", "transition", "last_item"})
+        self.assertGreater(metrics["transition"]["hr@10"], metrics["popularity"]["hr@10"])
+        counter = evaluate.baseline_sid_predictions("transition", catalog, train, test, k=10)
+        self.assertTrue(all(len(p) == 10 and len(set(p)) == 10 for p in counter))
         with self.assertRaisesRegex(ValueError, "Unknown baseline"):
             evaluate.baseline_sid_predictions("oracle", catalog, train, test)
         with self.assertRaisesRegex(ValueError, "mode"):

@@ -32,6 +32,9 @@ OVERRIDES = {
     "log.every_steps": 1, "log.progress": False, "log.tensorboard": False,
     "pipeline.stages": "sft,grpo,eval",
     "pipeline.stage1.train.num_steps": 6, "pipeline.stage1.eval.every_steps": 3,
+    # Valid HR by beam search runs in one process only; select by the valid SID loss here.
+    "pipeline.stage1.sft.hr_eval_examples": 0, "pipeline.stage1.eval.metric": "valid/sid_loss",
+    "pipeline.stage1.eval.mode": "min",
     "grpo.steps": 2, "grpo.eval_every": 2,
     # A barely trained policy never earns the SID reward; the overlong penalty (most of its
     # responses run to the 64-token budget, some stop earlier) gives groups real advantages.

@@ -113,7 +113,7 @@ class SftStageTest(absltest.TestCase):
         train = [json.loads(line)["train/loss"] for line in
                  open(os.path.join(workdir, "sft", "metrics.jsonl")) if "train/loss" in line]
         self.assertLess(np.mean(train[-2:]), train[0])
-        self.assertEqual(summary["best_valid_sid_loss"], min(losses))
+        self.assertEqual(summary["best_value"], min(losses))
         self.assertIn("title2sid_loss", summary["final_eval"])
         self.assertIn("loss/sid_next", summary["final_train"])
         model, tokenizer = sft_stage.load_export(os.path.join(workdir, "sft", "export"))

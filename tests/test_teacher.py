@@ -104,7 +104,11 @@ class TemplateTeacherTest(absltest.TestCase):
         self.assertLen(rows, 30)
         row = rows[0]
         self.assertIsInstance(row["history_item_sid"], list)
-        self.assertTrue(row["reasoning_path"].endswith(f"{row['item_sid']} fits."))
+        # The template's reasoning states what the history shows, never the next item.
+        self.assertIn(f"Latest: {row['history_item_sid'][-1]}", row["reasoning_path"])
+        self.assertNotIn(row["item_sid"], row["reasoning_path"].replace(
+            row["history_item_sid"][-1], "").replace(
+            (row["history_item_sid"][-2:] or [""])[0], ""))
         for sid in row["history_item_sid"]:
             self.assertIn(sid, row["integrated_narrative"])
         examples = tasks.reasoning_activation(rows)

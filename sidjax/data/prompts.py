@@ -4,6 +4,16 @@ The strings are reproduced exactly, typos included ("palyed", "recetenly"), beca
 the published numbers were produced with them. `category` is the dataset's prompt
 noun (e.g. "industrial and scientific items"); the method pastes it in as is, so
 "{category}s" really reads "...itemss" for Amazon categories.
+
+Two prompt styles (`config.model.prompt_style`):
+- `method`: these strings, the default whenever a pretrained checkpoint is loaded;
+- `compact`: one short tagged user turn per task, no system turn, SIDs concatenated
+  without separators (`COMPACT_USER`). For from-scratch models: the method's prompts are
+  70-100 tokens of boilerplate around a 30-token history, which a from-scratch model must
+  learn to ignore and a CPU must pay for on every step; and the non-thinking evaluation
+  prompt, which differs from the training prompt as published, is a prompt a
+  from-scratch model has never seen (measured in the README's diagnosis). Compact style
+  uses one prompt for training and evaluation.
 """
 
 from __future__ import annotations
@@ -90,11 +100,51 @@ def system_user(system: str, user: str) -> list[dict]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def reasoning_messages(history_sids: Sequence[str]) -> list[dict]:
+def reasoning_messages(history_sids: Sequence[str], style: str = "method") -> list[dict]:
     """The stage-2 / RL / thinking-eval prompt messages for one history."""
+    if style == "compact":
+        return compact_messages("reasoning", history=history_sids)
     return system_user(RECOMMEND_SYSTEM, REASONING_USER.format(history=sid_history(history_sids)))
 
 
 def eval_messages(history_sids: Sequence[str]) -> list[dict]:
     """The non-thinking evaluation prompt messages (EvalSidDataset)."""
     return system_user(EVAL_SYSTEM, EVAL_USER.format(history=sid_history(history_sids)))
+
+
+PROMPT_STYLES = ("method", "compact")
+# Compact style: the user turn per task. Histories are SID strings joined with nothing (each
+# SID is three added tokens) or titles joined with "; ".
+COMPACT_USER = {
+    "sid_next": "next: {history}",
+    "reasoning": "think: {history}",
+    "title2sid": "sid of: {title}",
+    "sid2title": "title of: {sid}",
+    "sid_history2title": "next title: {history}",
+    "title_history2title": "titles, next title: {history}",
+    "title_history2sid": "titles, next: {history}",
+}
+
+
+def resolve_style(style: str, hf_path: str = "") -> str:
+    """'auto' -> 'method' for a pretrained checkpoint (`hf_path` set), else 'compact'."""
+    if style == "auto":
+        return "method" if hf_path else "compact"
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"config.model.prompt_style='{style}' is not one of "
+                         f"{('auto',) + PROMPT_STYLES}.")
+    return style
+
+
+def compact_messages(task: str, **fields) -> list[dict]:
+    """The compact-style user turn of `task` (history SIDs joined with nothing)."""
+    if isinstance(fields.get("history"), (list, tuple)):
+        fields["history"] = "".join(fields["history"])
+    return [{"role": "user", "content": COMPACT_USER[task].format(**fields)}]
+
+
+def sid_next_messages(history_sids: Sequence[str], style: str = "method") -> list[dict]:
+    """Stage-1 task 1 (and the non-thinking prompt in compact style)."""
+    if style == "compact":
+        return compact_messages("sid_next", history=history_sids)
+    return system_user(SID_NEXT_SYSTEM, SID_NEXT_USER.format(history=sid_history(history_sids)))

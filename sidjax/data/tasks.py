@@ -31,7 +31,10 @@ from sidjax.data.types import Catalog, Dataset, Sample
 from sidjax.model.chat import IM_END, render_chat
 
 STAGE1_TASKS = ("sid_next", "title2sid", "sid2title", "sid_history2title", "title_history2title",
-                "title_history2sid", "item_enriched", "narrative", "general_reasoning")
+                "title_history2sid", "item_enriched", "narrative", "general_reasoning",
+                "sid_sequence")
+# Not the method's: off (weight 0) unless a config turns it on.
+EXTRA_TASKS = ("sid_sequence",)
 STAGE2_TASKS = ("reasoning",)
 
 
@@ -79,44 +82,56 @@ def raw_text(task: str, text: str) -> Example:
 
 
 # ------------------------------------------------------------------ the tasks
-def sid_next(catalog: Catalog, samples: Sequence[Sample]) -> list[Example]:
+def sid_next(catalog: Catalog, samples: Sequence[Sample], style: str = "method"
+             ) -> list[Example]:
     """Task 1 (SidSFTDataset), also the validation loss."""
-    return [chat_answer("sid_next", prompts.system_user(
-        prompts.SID_NEXT_SYSTEM, prompts.SID_NEXT_USER.format(history=prompts.sid_history(
-            [catalog.sid_string(i) for i in s.history]))), catalog.sid_string(s.target))
+    return [chat_answer("sid_next", prompts.sid_next_messages(
+        [catalog.sid_string(i) for i in s.history], style), catalog.sid_string(s.target))
         for s in samples]
 
 
-def title2sid(catalog: Catalog) -> list[Example]:
+def title2sid(catalog: Catalog, style: str = "method") -> list[Example]:
     """Task 2a; a title shared by several items keeps the last item's SID (dict dedup)."""
     table = {item.title: item.sid_string for item in catalog.items}
-    return [chat_answer("title2sid", prompts.system_user(
+    return [chat_answer("title2sid", prompts.compact_messages("title2sid", title=title)
+                        if style == "compact" else prompts.system_user(
         prompts.ITEM_FEAT_SYSTEM, prompts.TITLE2SID_USER.format(title=title)), sid)
         for title, sid in table.items()]
 
 
-def sid2title(catalog: Catalog) -> list[Example]:
+def sid2title(catalog: Catalog, style: str = "method") -> list[Example]:
     """Task 2b; a collided SID keeps the last item's title (dict dedup)."""
     table = {item.sid_string: item.title for item in catalog.items}
-    return [chat_answer("sid2title", prompts.system_user(
+    return [chat_answer("sid2title", prompts.compact_messages("sid2title", sid=sid)
+                        if style == "compact" else prompts.system_user(
         prompts.ITEM_FEAT_SYSTEM, prompts.SID2TITLE_USER.format(sid=sid)), title)
         for sid, title in table.items()]
 
 
-def sid_history2title(catalog: Catalog, samples: Sequence[Sample]) -> list[Example]:
+def sid_history2title(catalog: Catalog, samples: Sequence[Sample], style: str = "method"
+                      ) -> list[Example]:
     """Task 3 (FusionSeqRecDataset)."""
-    return [chat_answer("sid_history2title", prompts.system_user(
-        prompts.RECOMMEND_SYSTEM, prompts.SID_HISTORY2TITLE_USER.format(
-            history=prompts.sid_history([catalog.sid_string(i) for i in s.history]))),
-        catalog.title(s.target)) for s in samples]
+    def messages(sids):
+        if style == "compact":
+            return prompts.compact_messages("sid_history2title", history=sids)
+        return prompts.system_user(prompts.RECOMMEND_SYSTEM, prompts.SID_HISTORY2TITLE_USER
+                                   .format(history=prompts.sid_history(sids)))
+
+    return [chat_answer("sid_history2title", messages([catalog.sid_string(i) for i in s.history]),
+                        catalog.title(s.target)) for s in samples]
 
 
 def title_history2title(catalog: Catalog, samples: Sequence[Sample], category: str,
-                        seed: int = 42) -> list[Example]:
+                        seed: int = 42, style: str = "method") -> list[Example]:
     """Task 4 (SFTData, BIGRec): one of 11 instructions drawn per sample."""
     rng = random.Random(seed)
     out = []
     for s in samples:
+        if style == "compact":
+            out.append(chat_answer("title_history2title", prompts.compact_messages(
+                "title_history2title", history="; ".join(catalog.title(i) for i in s.history)),
+                catalog.title(s.target)))
+            continue
         instruction = rng.choice(prompts.BIGREC_INSTRUCTIONS).format(category=category)
         system = prompts.SYS_PRE + "\n" + instruction + "\n \n"
         user = prompts.TITLE_HISTORY2TITLE_USER.format(category=category, history=(
@@ -126,13 +141,27 @@ def title_history2title(catalog: Catalog, samples: Sequence[Sample], category: s
     return out
 
 
-def title_history2sid(catalog: Catalog, samples: Sequence[Sample], category: str) -> list[Example]:
+def title_history2sid(catalog: Catalog, samples: Sequence[Sample], category: str,
+                      style: str = "method") -> list[Example]:
     """Task 5 (TitleHistory2SidSFTDataset)."""
+    if style == "compact":
+        return [chat_answer("title_history2sid", prompts.compact_messages(
+            "title_history2sid", history="; ".join(catalog.title(i) for i in s.history)),
+            catalog.sid_string(s.target)) for s in samples]
     return [chat_answer("title_history2sid", prompts.system_user(
         prompts.TITLE_HISTORY2SID_SYSTEM, prompts.TITLE_HISTORY2SID_USER.format(
             category=category,
             history=prompts.quoted_titles([catalog.title(i) for i in s.history], ", "))),
         catalog.sid_string(s.target)) for s in samples]
+
+
+def sid_sequence(catalog: Catalog, samples: Sequence[Sample]) -> list[Example]:
+    """A row's SIDs, history then target, as raw text with the loss on every token: every
+    position predicts the next item, not only the target (what SASRec trains on), so each
+    row teaches all of its transitions. sidjax's addition for from-scratch models."""
+    return [raw_text("sid_sequence", "".join(catalog.sid_string(i)
+                                             for i in (*s.history, s.target)))
+            for s in samples]
 
 
 def strip_think(text: str) -> str:
@@ -182,34 +211,35 @@ def reasoning_rows_clean(reasoning: str | None) -> str | None:
     return reasoning.strip() or None
 
 
-def reasoning_activation(rows: Iterable[Mapping]) -> list[Example]:
+def reasoning_activation(rows: Iterable[Mapping], style: str = "method") -> list[Example]:
     """Stage 2: rows with history_item_sid (list), item_sid and reasoning_path."""
     out = []
     for row in rows:
         reasoning = reasoning_rows_clean(row.get("reasoning_path"))
         if reasoning is None:
             continue
-        out.append(chat_reasoning("reasoning", prompts.reasoning_messages(row["history_item_sid"]),
+        out.append(chat_reasoning("reasoning", prompts.reasoning_messages(row["history_item_sid"], style),
                                   reasoning, row["item_sid"]))
     return out
 
 
 def stage1_examples(dataset: Dataset, split: str, corpora: Mapping[str, list] | None = None,
-                    seed: int = 42) -> dict[str, list[Example]]:
+                    seed: int = 42, style: str = "method") -> dict[str, list[Example]]:
     """All stage-1 tasks for one split; `corpora` holds item_enriched / narrative texts and
-    general_reasoning chats (absent keys give empty tasks)."""
+    general_reasoning chats (absent keys give empty tasks). `style`: prompts.PROMPT_STYLES."""
     catalog, samples, noun = dataset.catalog, dataset.split(split), dataset.category_noun
     corpora = corpora or {}
     return {
-        "sid_next": sid_next(catalog, samples),
-        "title2sid": title2sid(catalog),
-        "sid2title": sid2title(catalog),
-        "sid_history2title": sid_history2title(catalog, samples),
-        "title_history2title": title_history2title(catalog, samples, noun, seed),
-        "title_history2sid": title_history2sid(catalog, samples, noun),
+        "sid_next": sid_next(catalog, samples, style),
+        "title2sid": title2sid(catalog, style),
+        "sid2title": sid2title(catalog, style),
+        "sid_history2title": sid_history2title(catalog, samples, style),
+        "title_history2title": title_history2title(catalog, samples, noun, seed, style),
+        "title_history2sid": title_history2sid(catalog, samples, noun, style),
         "item_enriched": item_enriched(corpora.get("item_enriched", [])),
         "narrative": narrative(corpora.get("narrative", [])),
         "general_reasoning": general_reasoning(corpora.get("general_reasoning", [])),
+        "sid_sequence": sid_sequence(catalog, samples),
     }
 
 

@@ -13,8 +13,14 @@ Two back ends:
   cache (JSON Lines keyed by a hash of the request), so a crash loses no finished record
   and nothing is requested twice. Prompts come from a versioned template file.
 
-The teacher sees the true next item (as the method's teacher did): reasoning paths
-explain why it fits. They are training data for stage 2, never used at evaluation.
+The teacher sees the true next item (as the method's teacher did), and the narratives
+explain why it fits. The template's reasoning paths, though, state only what the history
+shows (the areas the user shops in, the last items' kinds and brands, what the latest item
+pairs with): at evaluation the model writes its reasoning greedily before the SID beam, and
+a path that names the next item's kind commits all ten beams to one guess (with the
+target-aware paths of the first wave, stage 2 lowered HR@10 below stage 1). Facts a model
+can read off the history are what it can reproduce, and they carry the signal the next
+item depends on. Corpora are training data only, never used at evaluation.
 """
 
 from __future__ import annotations
@@ -103,6 +109,33 @@ def _link(prev: Item, nxt: Item) -> str:
     return ", ".join(reasons) if reasons else "broadens what the user is building"
 
 
+_COMPANIONS = re.compile(r"(?:pairs well with|compatible with|works with|for use with)[:\s]+"
+                         r"([^.;]+)", re.IGNORECASE)
+
+
+def _companions(item: Item) -> str:
+    """What the item's description says it goes with ('' when it says nothing)."""
+    match = _COMPANIONS.search(clean_description(item.description))
+    return match.group(1).strip() if match else ""
+
+
+def template_reasoning(history: Sequence[Item]) -> str:
+    """A reasoning path from the history alone (see the module docstring for why)."""
+    last = history[-1]
+    areas = sorted({_area(it).lower() for it in history if _area(it)})
+    parts = [f"Recent interest: {', '.join(areas)}." if areas else ""]
+    if len(history) > 1:
+        prev = history[-2]
+        parts.append(f"Before: {prev.sid_string}, {_a(_kind(prev))}"
+                     + (f" by {prev.brand}" if prev.brand else "") + ".")
+    parts.append(f"Latest: {last.sid_string}, {_a(_kind(last))}"
+                 + (f" by {last.brand}" if last.brand else "") + ".")
+    companions = _companions(last)
+    if companions:
+        parts.append(f"It pairs with {companions.lower()}.")
+    return " ".join(p for p in parts if p)
+
+
 def template_narrative(catalog: Catalog, sample: Sample) -> dict:
     """A narrative and a reasoning path for one (history, next item) sample."""
     history = [catalog[i] for i in sample.history]
@@ -111,17 +144,7 @@ def template_narrative(catalog: Catalog, sample: Sample) -> dict:
     narrative = ("The user's journey: " + "; then ".join(steps) +
                  f". Next they chose {target.sid_string}, \"{target.title}\", which "
                  f"{_link(history[-1], target)}.")
-    last = history[-1]
-    areas = sorted({_area(it).lower() for it in history if _area(it)})
-    # Short on purpose: stage 2 teaches the format, GRPO then shapes the content.
-    reasoning = [f"Recent interest: {', '.join(areas)}." if areas else "",
-                 f"Latest: {last.sid_string}, {_a(_kind(last))}"
-                 + (f" by {last.brand}" if last.brand else "") + ".",
-                 f"Next it {_link(last, target)}: {_a(_kind(target))}"
-                 + (f" by {target.brand}" if target.brand else "") + ".",
-                 f"{target.sid_string} fits."]
-    reasoning = [r for r in reasoning if r]
-    return {"integrated_narrative": narrative, "reasoning_path": " ".join(reasoning)}
+    return {"integrated_narrative": narrative, "reasoning_path": template_reasoning(history)}
 
 
 def template_general_chats(n: int, seed: int = 0) -> list[list[dict]]:

@@ -46,21 +46,25 @@ class EvalOutput:
 NONTHINKING_PROMPTS = ("eval", "train")
 
 
-def nonthinking_prompt(history_sids: Sequence[str], variant: str = "eval") -> str:
+def nonthinking_prompt(history_sids: Sequence[str], variant: str = "eval",
+                       style: str = "method") -> str:
     """`eval`: the method's EvalSidDataset prompt and `<think>\n</think>\n\n` (as published);
-    `train`: the stage-1 training prompt and empty think block (no train/eval mismatch)."""
+    `train`: the stage-1 training prompt and empty think block (no train/eval mismatch).
+    The compact style has one prompt, the training one, whatever `variant` says."""
+    if style == "compact":
+        variant = "train"
     if variant == "eval":
         return (render_chat(prompts.eval_messages(history_sids), add_generation_prompt=True)
                 + prompts.EVAL_THINK_PREFIX)
     if variant == "train":
-        messages = prompts.system_user(prompts.SID_NEXT_SYSTEM, prompts.SID_NEXT_USER.format(
-            history=prompts.sid_history(history_sids)))
+        messages = prompts.sid_next_messages(history_sids, style)
         return render_chat(messages, add_generation_prompt=True, enable_thinking=False)
     raise ValueError(f"Non-thinking prompt '{variant}' is not one of {NONTHINKING_PROMPTS}.")
 
 
-def thinking_prompt(history_sids: Sequence[str]) -> str:
-    return render_chat(prompts.reasoning_messages(history_sids), add_generation_prompt=True)
+def thinking_prompt(history_sids: Sequence[str], style: str = "method") -> str:
+    return render_chat(prompts.reasoning_messages(history_sids, style),
+                       add_generation_prompt=True)
 
 
 def cut_reasoning(text: str) -> str:
@@ -94,7 +98,7 @@ def evaluate_model(model: Model, tokenizer, catalog: Catalog, samples: Sequence[
                    mode: str = "nonthinking", beam: int = 10, batch_size: int = 16,
                    max_reasoning_tokens: int = 1024, renormalize: bool = False,
                    tables: SidTables | None = None, ks: Sequence[int] = KS,
-                   nonthinking_variant: str = "eval") -> EvalOutput:
+                   nonthinking_variant: str = "eval", style: str = "method") -> EvalOutput:
     """Beam-searches every sample's next SID; returns metrics and per-example records.
 
     In a multi-process run every process calls it with the same samples: each evaluates
@@ -114,9 +118,9 @@ def evaluate_model(model: Model, tokenizer, catalog: Catalog, samples: Sequence[
         histories = [[catalog.sid_string(i) for i in s.history] for s in chunk]
         reasoning = [""] * len(chunk)
         if mode == "nonthinking":
-            texts = [nonthinking_prompt(h, nonthinking_variant) for h in histories]
+            texts = [nonthinking_prompt(h, nonthinking_variant, style) for h in histories]
         else:
-            base = [thinking_prompt(h) for h in histories]
+            base = [thinking_prompt(h, style) for h in histories]
             ids = tokenizer(base, add_special_tokens=False)["input_ids"]
             reasoning, lengths = _generate_reasoning(model, tokenizer, ids, max_reasoning_tokens)
             reasoning_lengths += lengths
@@ -158,18 +162,32 @@ def _prediction_record(catalog: Catalog, s: Sample, sids: list, scores, reasonin
     }
 
 
+BASELINES = ("popularity", "random", "transition", "last_item")
+
+
 def baseline_sid_predictions(kind: str, catalog: Catalog, train: Sequence[Sample],
                              samples: Sequence[Sample], k: int = 10, seed: int = 0
                              ) -> list[list[str]]:
-    """Popularity / random predictions as distinct SID strings (k per example)."""
+    """Baseline predictions as distinct SID strings, k per example (the count tables rank 4k
+    items so that colliding items still leave k SIDs)."""
     n = len(catalog)
     if kind == "popularity":
         ranked = [baselines.popularity_ranking(train, n)] * len(samples)
     elif kind == "random":
         rng = np.random.default_rng(seed)
         ranked = [rng.permutation(n).tolist() for _ in samples]
+    elif kind == "transition":
+        ranked = baselines.transition_counter_predictions(train, samples, n, 4 * k)
+    elif kind == "last_item":
+        ranked = baselines.last_item_predictions(train, samples, n, 4 * k)
     else:
-        raise ValueError(f"Unknown baseline '{kind}'; use popularity or random.")
+        raise ValueError(f"Unknown baseline '{kind}'; use one of {BASELINES}.")
+    return items_to_sids(catalog, ranked, k)
+
+
+def items_to_sids(catalog: Catalog, ranked: Sequence[Sequence[int]], k: int
+                  ) -> list[list[str]]:
+    """Item rankings -> the first k distinct SID strings of each (collided items merge)."""
     out = []
     for order in ranked:
         seen: list[str] = []
@@ -188,4 +206,4 @@ def baseline_metrics(catalog: Catalog, train, samples, k: int = 10, seed: int = 
     targets = [catalog.sid_string(s.target) for s in samples]
     return {kind: ranking_metrics(baseline_sid_predictions(kind, catalog, train, samples, k, seed),
                                   targets, ks)
-            for kind in ("popularity", "random")}
+            for kind in BASELINES}

@@ -22,6 +22,7 @@ from ml_collections import ConfigDict
 
 from sidjax.eval.evaluate import MODES, baseline_metrics, evaluate_model
 from sidjax.eval.metrics import KS
+from sidjax.sasrec import stage as sasrec_stage
 from sidjax.train import distributed
 
 STAGE_MODELS = (("stage1", "sft", "nonthinking"), ("stage2", "reason", "thinking"),
@@ -76,7 +77,7 @@ def markdown_table(entries: list[dict], ks=KS) -> str:
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
-    from sidjax.sft.stage import load_export
+    from sidjax.sft.stage import load_export, prompt_style
     from sidjax.sid.stage import sid_dataset
 
     cfg = config.evaluation
@@ -97,15 +98,23 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     for kind, metrics in baseline_metrics(catalog, train, samples, cfg.beam, cfg.seed).items():
         metrics["examples"] = len(samples)
         by_label[kind] = {"label": kind, "split": cfg.split, "mode": "-", "metrics": metrics}
+    sasrec = sasrec_stage.load_best(config, workdir, len(catalog))
+    if sasrec is not None:
+        metrics = sasrec_stage.sid_metrics(*sasrec, catalog, samples, cfg.beam)
+        metrics["examples"] = len(samples)
+        by_label["sasrec"] = {"label": "sasrec", "split": cfg.split, "mode": "-",
+                              "metrics": metrics}
     for label, path, mode in _models(config, workdir):
+        style = prompt_style(config)
         prompt = cfg.nonthinking_prompt if mode == "nonthinking" else "reasoning"
+        prompt = prompt if style == "method" else f"{style}:{mode}"
         if (label, path, mode, cfg.split, len(samples), prompt) in done:
             logging.info("eval: %s (%s) already in %s.", label, mode, results_path)
             continue
         model, tokenizer = load_export(path, dtype=cfg.dtype)
         result = evaluate_model(model, tokenizer, catalog, samples, mode, cfg.beam,
                                 cfg.batch_size, cfg.max_reasoning_tokens, cfg.renormalize,
-                                nonthinking_variant=cfg.nonthinking_prompt)
+                                nonthinking_variant=cfg.nonthinking_prompt, style=style)
         logging.info("eval: %s (%s) on %d %s examples: HR@10 %.4f NDCG@10 %.4f in %.0fs.",
                      label, mode, len(samples), cfg.split, result.metrics.get("hr@10", 0.0),
                      result.metrics.get("ndcg@10", 0.0), result.metrics["seconds"])
@@ -116,7 +125,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
         by_label[label] = {"label": label, "path": path, "mode": mode, "split": cfg.split,
                            "prompt": prompt, "metrics": result.metrics}
-    order = ["popularity", "random"] + [m[0] for m in STAGE_MODELS]
+    order = ["popularity", "random", "transition", "last_item", "sasrec"] + [m[0] for m in STAGE_MODELS]
     entries = sorted(by_label.values(), key=lambda e: (order.index(e["label"])
                                                        if e["label"] in order else 99,
                                                        e["label"]))

@@ -9,6 +9,9 @@ Variants:
   tiny        a smaller store and short runs (CI)
   industrial  the real Industrial_and_Scientific MiniOneRec files with their released
               SIDs and the paper's hyperparameters; set --config.model.hf_path
+  industrial_cpu  the same files with the from-scratch CPU recipe (under an hour on 2
+              cores); set --config.data.train_path (derive_train.py output). Another
+              MiniOneRec category runs by changing data.path/category/train_path only.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from sidjax.embed.encoders import default_embed_config
 from sidjax.eval.stage import default_eval_config
 from sidjax.model.setup import default_model_config
 from sidjax.rl.stage import default_grpo_config
+from sidjax.sasrec.stage import default_sasrec_config
 from sidjax.sft.stage import default_sft_config
 from sidjax.sid.stage import apply_tiny_sizes, default_sid_config
 from sidjax.train.defaults import base_config
 
-VARIANTS = ("", "tiny", "industrial")
+VARIANTS = ("", "tiny", "industrial", "industrial_cpu")
 
 
 def _stage_optim(config: ConfigDict, stage: int) -> None:
@@ -42,6 +46,32 @@ def _stage_optim(config: ConfigDict, stage: int) -> None:
         config.optim.schedule, config.optim.weight_decay = "constant", 0.01
 
 
+def _cpu_recipe(config: ConfigDict, stage: int) -> None:
+    """What a from-scratch model needs to learn on a CPU in minutes (README, "Models that
+    learn"): compact prompts (model.prompt_style='auto'), a 0.6M-parameter model, a
+    stage-1 mixture of the SID tasks plus every row's SID sequence (sid_sequence: each
+    position predicts the next item), the long title-sequence tasks, narratives and
+    general chats dropped, and best/ chosen by valid HR@10 by beam search."""
+    config.model.update(hidden_size=128, intermediate_size=384, num_layers=2)
+    config.sft.weights.update(sid_sequence=1.0, sid_history2title=0.0, title_history2title=0.0,
+                              title_history2sid=0.0, narrative=0.0, general_reasoning=0.0)
+    config.sft.eval_examples = 512
+    config.teacher.max_narratives = 0  # Stage 2 reasons over every train row.
+    config.train.batch_size = 64
+    if stage in (1, 2):
+        config.eval.metric, config.eval.mode, config.eval.patience = "valid/hr@10", "max", 0
+    if stage == 1:
+        config.optim.lr, config.optim.warmup_steps = 2e-3, 50
+        config.train.num_steps, config.eval.every_steps = 2000, 500
+        config.sft.hr_eval_examples = 500
+    elif stage == 2:
+        config.optim.lr, config.optim.warmup_steps = 5e-4, 20
+        config.train.num_steps, config.eval.every_steps = 400, 200
+        config.sft.hr_eval_examples = 200
+    else:
+        config.optim.lr = 1e-4  # A from-scratch tiny policy needs far more than 5e-7.
+
+
 def llm_config(variant: str | None, stage: int) -> ConfigDict:
     """stage: 1 (sft), 2 (reason), 3 (grpo), 0 (eval only)."""
     variant = variant or ""
@@ -56,6 +86,7 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
     config.model = default_model_config()
     config.sft = default_sft_config(max(min(stage, 2), 1))
     config.grpo = default_grpo_config()
+    config.sasrec = default_sasrec_config()
     config.evaluation = default_eval_config()
     _stage_optim(config, stage)
     config.train.num_steps = -1  # SFT: from config.sft.epochs; GRPO: from grpo.steps.
@@ -73,21 +104,8 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.sid_train = ConfigDict({"num_steps": 1000, "batch_size": 256})
         config.sft.max_len = 256
         config.sft.general_max_len = 256
-        # CPU budget: fewer of the long title-sequence examples, so more steps see SIDs.
-        config.sft.weights.update(sid_history2title=0.25, title_history2title=0.1,
-                                  title_history2sid=0.25)
-        config.sft.eval_examples = 512
-        config.teacher.max_narratives = 3000
-        config.train.batch_size = 64
-        # Fixed step budgets (under one stage-1 epoch): the CPU default runs in ~20 minutes.
-        if stage == 1:
-            config.optim.lr, config.optim.warmup_steps = 2e-3, 50
-            config.train.num_steps, config.eval.every_steps = 800, 400
-        elif stage == 2:
-            config.optim.lr, config.optim.warmup_steps = 5e-4, 10
-            config.train.num_steps, config.eval.every_steps = 200, 100
-        else:
-            config.optim.lr = 1e-4  # A from-scratch tiny policy needs far more than 5e-7.
+        config.sasrec.update(epochs=40, eval_every_epochs=4, patience=3)
+        _cpu_recipe(config, stage)
     if variant == "tiny":
         apply_tiny_sizes(config)
         config.sid_train = ConfigDict({"num_steps": 150, "batch_size": 64})
@@ -96,10 +114,14 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.sft.eval_examples = 64
         config.sft.feat_eval_examples = 32
         config.train.batch_size = 32
+        config.model.update(hidden_size=64, intermediate_size=192)
+        config.sasrec.update(epochs=20, eval_every_epochs=2, patience=2)
         if stage == 1:
-            config.train.num_steps, config.eval.every_steps = 120, 60
+            config.train.num_steps, config.eval.every_steps = 300, 150
+            config.sft.hr_eval_examples = 64
         elif stage == 2:
-            config.train.num_steps, config.eval.every_steps = 20, 10
+            config.train.num_steps, config.eval.every_steps = 40, 20
+            config.sft.hr_eval_examples = 16
     if variant == "tiny" and stage == 3:
         config.grpo.update(steps=4, prompts_per_step=4, group_size=4, max_response_tokens=64,
                            eval_every=4, eval_examples=16)
@@ -109,12 +131,29 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
     if variant in ("", "tiny"):
         config.evaluation.max_reasoning_tokens = 128 if variant == "" else 64
         config.evaluation.max_examples = 1000 if variant == "" else 32
-    if variant == "industrial":
+    if variant == "industrial_cpu":
+        _cpu_recipe(config, stage)
+        config.model.tokenizer_vocab = 2048
+        config.sft.max_len = 256
+        config.sft.general_max_len = 256
+        config.sasrec.update(epochs=60, eval_every_epochs=4, patience=3)
+        if stage == 1:
+            config.train.num_steps, config.eval.every_steps = 5000, 500
+            config.sft.hr_eval_examples = 1000
+        elif stage == 2:
+            config.train.num_steps, config.eval.every_steps = 600, 300
+            config.sft.hr_eval_examples = 300
+        elif stage == 3:
+            config.grpo.update(steps=40, prompts_per_step=8, group_size=8,
+                               max_response_tokens=96, eval_every=10, eval_examples=64)
+        config.evaluation.max_reasoning_tokens = 96
+    if variant in ("industrial", "industrial_cpu"):
         config.data.source = "minionerec"
         config.data.path = "../shared/data/amazon18"
         config.data.category = "Industrial_and_Scientific"
         config.sid.method = "given"
         config.sid_train = ConfigDict({"num_steps": 0, "batch_size": 0})
+    if variant == "industrial":
         config.model.preset = "small"
         config.model.tokenizer_vocab = 8192
         config.train.batch_size = 1024
@@ -123,7 +162,7 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
 
 
 STAGE_SECTIONS = ("optim", "train", "eval")
-STAGE_SFT_FIELDS = ("stage", "dir", "epochs", "init_from")
+STAGE_SFT_FIELDS = ("stage", "dir", "epochs", "init_from", "hr_eval_examples")
 
 
 def pipeline_config(variant: str | None) -> ConfigDict:
@@ -132,7 +171,7 @@ def pipeline_config(variant: str | None) -> ConfigDict:
     optim/train/eval belong to GRPO; top-level sft holds the SFT settings both stages share."""
     config = llm_config(variant, stage=3)
     config.stage = "pipeline"
-    config.pipeline = ConfigDict({"stages": "sid,sft,reason,grpo,eval"})
+    config.pipeline = ConfigDict({"stages": "sid,sasrec,sft,reason,grpo,eval"})
     for stage in (1, 2):
         own = llm_config(variant, stage=stage)
         section = ConfigDict({name: own[name] for name in STAGE_SECTIONS})

@@ -17,7 +17,7 @@ from ml_collections import ConfigDict
 from sidjax.pipeline.defaults import stage_config
 from sidjax.train import distributed
 
-ORDER = ("sid", "sft", "reason", "grpo", "eval")
+ORDER = ("sid", "sasrec", "sft", "reason", "grpo", "eval")
 
 
 def _traces(workdir: str, n: int = 3) -> str:
@@ -41,6 +41,7 @@ def _traces(workdir: str, n: int = 3) -> str:
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     from sidjax.eval import stage as eval_stage
     from sidjax.rl import stage as grpo_stage
+    from sidjax.sasrec import stage as sasrec_stage
     from sidjax.sft import stage as sft_stage
     from sidjax.sid.stage import sid_dataset
 
@@ -56,6 +57,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         logging.info("=== pipeline: %s ===", name)
         if name == "sid":
             sid_dataset(config, workdir)
+        elif name == "sasrec":
+            sasrec_stage.train_and_evaluate(config, workdir)
         elif name == "sft":
             sft_stage.train_and_evaluate(stage_config(config, 1), workdir)
         elif name == "reason":

@@ -115,7 +115,7 @@ def plot_curves(history: list[dict], path: str) -> None:
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
-    from sidjax.sft.stage import EXPORT_DIR, export, load_export
+    from sidjax.sft.stage import EXPORT_DIR, export, load_export, prompt_style
     from sidjax.sid.stage import sid_dataset
 
     cfg = config.grpo
@@ -137,7 +137,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                                 "--workdir first.")
     model, tokenizer = load_export(source_dir, dtype=config.model.dtype)
     rows = _prompt_rows(config, dataset, workdir)
-    prompt_ids = tokenizer([thinking_prompt(h) for h, _ in rows],
+    style = prompt_style(config)
+    prompt_ids = tokenizer([thinking_prompt(h, style) for h, _ in rows],
                            add_special_tokens=False)["input_ids"]
     valid_sids = set(dataset.catalog.sid_strings())
     reward = rewards_lib.combine(cfg.rewards.to_dict())
@@ -165,7 +166,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                    dataset.catalog.sid_string(s.target)) for s in dataset.split("valid")]
     # Each process generates and scores its contiguous share of the validation prompts.
     valid_rows = distributed.process_share(valid_rows[:cfg.eval_examples])
-    valid_prompts = tokenizer([thinking_prompt(h) for h, _ in valid_rows],
+    valid_prompts = tokenizer([thinking_prompt(h, style) for h, _ in valid_rows],
                               add_special_tokens=False)["input_ids"] if valid_rows else []
     mc = model.config
     mesh = None  # Set with the trainer: validation runs on its mesh and params.

@@ -18,6 +18,7 @@ A finished stage (summary.json present) is skipped on rerun.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -30,8 +31,11 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from sidjax.data import corpora as corpora_lib
+from sidjax.data import prompts
 from sidjax.data import tasks as tasks_lib
 from sidjax.data.teacher import synthesize_corpora, template_general_chats
+from sidjax.decode.sid_tables import tables_from_catalog
+from sidjax.eval.evaluate import evaluate_model
 from sidjax.model.hf import load_hf_model, save_hf_model
 from sidjax.model.model import Model, init_params
 from sidjax.model.setup import build_llm
@@ -56,13 +60,23 @@ def default_sft_config(stage: int = 1) -> ConfigDict:
         "epochs": 10 if stage == 1 else 5,  # Used when config.train.num_steps <= 0.
         "max_len": 1024,  # Truncation keeps the last max_len tokens.
         "general_max_len": 3072,
-        "weights": {name: 1.0 for name in tasks_lib.STAGE1_TASKS},
+        "weights": {name: 0.0 if name in tasks_lib.EXTRA_TASKS else 1.0
+                    for name in tasks_lib.STAGE1_TASKS},
         "eval_batch_size": 64,
         "eval_examples": 0,  # Cap on valid rows for the validation loss (0 = all).
         "feat_eval_examples": 256,  # title2sid / sid2title rows logged at each eval.
         # Teacher corpora and general chats: '' = synthesised into <workdir>/teacher/.
         "item_enriched_path": "", "narrative_path": "", "general_path": "",
         "general_limit": 60000, "general_template_chats": 500,
+        # Valid-split HR@K / NDCG@K by constrained beam search at every evaluation
+        # (`valid/hr@10`, `valid/ndcg@10`, ...; select `best/` with eval.metric='valid/hr@10',
+        # eval.mode='max'): the first this many valid rows, 0 = off. Stage 1 is scored in
+        # non-thinking mode, stage 2 in thinking mode (greedy reasoning, then the beam).
+        "hr_eval_examples": 0,
+        # Train on the first this many train rows only (0 = all): the overfit check
+        # (tests/test_learning.py) trains and scores a few hundred rows.
+        "train_rows": 0,
+        "hr_eval_beam": 10,
     })
 
 
@@ -92,8 +106,9 @@ def build_examples(config: ConfigDict, dataset, workdir: str) -> dict[str, list]
     cfg = config.sft
     paths = _teacher_corpora(config, dataset, workdir)
     rows = corpora_lib.read_narratives(paths["narrative"])
+    style = prompt_style(config)
     if cfg.stage == 2:
-        return {"reasoning": tasks_lib.reasoning_activation(rows)}
+        return {"reasoning": tasks_lib.reasoning_activation(rows, style)}
     chats = (corpora_lib.read_general_chats(cfg.general_path, cfg.general_limit)
              if cfg.general_path else template_general_chats(cfg.general_template_chats,
                                                              config.seed))
@@ -101,10 +116,15 @@ def build_examples(config: ConfigDict, dataset, workdir: str) -> dict[str, list]
                                     .values()),
               "narrative": [r["integrated_narrative"] for r in rows],
               "general_reasoning": chats}
-    return tasks_lib.stage1_examples(dataset, "train", corpus)
+    return tasks_lib.stage1_examples(dataset, "train", corpus, style=style)
 
 
-def _eval_sets(dataset, rng_seed: int, cfg: ConfigDict) -> dict[str, list]:
+def prompt_style(config: ConfigDict) -> str:
+    """The run's prompt style ('method' or 'compact'), from config.model."""
+    return prompts.resolve_style(config.model.prompt_style, config.model.hf_path)
+
+
+def _eval_sets(dataset, rng_seed: int, cfg: ConfigDict, style: str) -> dict[str, list]:
     catalog = dataset.catalog
     valid = list(dataset.split("valid"))
     if cfg.eval_examples and len(valid) > cfg.eval_examples:
@@ -118,9 +138,9 @@ def _eval_sets(dataset, rng_seed: int, cfg: ConfigDict) -> dict[str, list]:
         return [examples[i] for i in sorted(rng.choice(len(examples), cfg.feat_eval_examples,
                                                        False))]
 
-    return {"sid": tasks_lib.sid_next(catalog, valid),
-            "title2sid": subset(tasks_lib.title2sid(catalog)),
-            "sid2title": subset(tasks_lib.sid2title(catalog))}
+    return {"sid": tasks_lib.sid_next(catalog, valid, style),
+            "title2sid": subset(tasks_lib.title2sid(catalog, style)),
+            "sid2title": subset(tasks_lib.sid2title(catalog, style))}
 
 
 def _initial_model(config: ConfigDict, dataset, workdir: str, corpus_texts):
@@ -162,6 +182,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
             return json.load(f)
     start = time.time()
     dataset = sid_dataset(config, workdir)
+    if cfg.train_rows:
+        dataset = dataclasses.replace(dataset, splits={
+            **dataset.splits, "train": dataset.split("train")[:int(cfg.train_rows)]})
     train_tasks = build_examples(config, dataset, workdir)
     weights = cfg.weights.to_dict() if cfg.stage == 1 else {}
     examples = tasks_lib.mix(train_tasks, weights, seed=config.seed)
@@ -193,8 +216,15 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     model_config = model.config
     eval_sets = {name: eval_batches(tokenize_cached(
         ex, tokenizer, cfg.max_len, tuple(sorted({e.task for e in ex}))), cfg.eval_batch_size,
-        pad_id) for name, ex in _eval_sets(dataset, config.seed, cfg).items()}
+        pad_id) for name, ex in _eval_sets(dataset, config.seed, cfg,
+                                           prompt_style(config)).items()}
     eval_loss = jax.jit(functools.partial(_sum_count, model_config))
+    hr_rows = list(dataset.split("valid"))[:int(cfg.hr_eval_examples)]
+    if hr_rows and jax.process_count() > 1:
+        raise ValueError(f"config.sft.hr_eval_examples={cfg.hr_eval_examples}: valid HR by beam "
+                         "search runs in single-process runs only; set it to 0 and "
+                         "eval.metric='valid/sid_loss' (mode 'min') for multi-process runs.")
+    hr_tables = tables_from_catalog(dataset.catalog, tokenizer) if hr_rows else None
 
     def eval_fn(params):
         out = {}
@@ -204,6 +234,14 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                 s, c = eval_loss(params, batch)
                 total, count = total + float(s), count + float(c)
             out[f"valid/{name}_loss" if name == "sid" else f"{name}_loss"] = total / max(count, 1)
+        if hr_rows:
+            result = evaluate_model(
+                Model(model_config, params), tokenizer, dataset.catalog, hr_rows,
+                "nonthinking" if cfg.stage == 1 else "thinking", int(cfg.hr_eval_beam),
+                max_reasoning_tokens=int(config.evaluation.max_reasoning_tokens),
+                tables=hr_tables, nonthinking_variant="train", style=prompt_style(config))
+            out.update({f"valid/{k}": v for k, v in result.metrics.items()
+                        if k.startswith(("hr@", "ndcg@"))})
         return out
 
     task = Task(init_params=lambda rng: init_params(model_config, rng),
@@ -220,7 +258,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         "stage": cfg.stage, "wall_s": time.time() - start, "steps": int(result.state.step),
         "num_steps": run_config.train.num_steps, "batches_per_epoch": iterator.batches_per_epoch,
         "examples": len(train), "examples_per_task": per_task,
-        "best_step": result.best_step, "best_valid_sid_loss": result.best_value,
+        "best_step": result.best_step, "eval_metric": run_config.eval.metric,
+        "best_value": result.best_value,
         "final_eval": result.eval_metrics, "stopped_early": result.stopped_early,
         "final_train": result.last_metrics, "steps_per_sec": result.steps_per_sec,
         "params": model_config.num_params(),
@@ -229,9 +268,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         if writer:
             with open(summary_path, "w") as f:
                 json.dump(summary, f, indent=1)
-    logging.info("Stage %d done in %.0fs: best valid SID loss %.4f at step %s (of %d).",
-                 cfg.stage, summary["wall_s"], result.best_value or math.nan, result.best_step,
-                 summary["steps"])
+    logging.info("Stage %d done in %.0fs: best %s %.4f at step %s (of %d).",
+                 cfg.stage, summary["wall_s"], run_config.eval.metric,
+                 result.best_value or math.nan, result.best_step, summary["steps"])
     return summary
 
 
