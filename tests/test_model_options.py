@@ -1,4 +1,4 @@
-"""Model options: rematerialisation, attention implementations, bfloat16 compute."""
+"""Model options: rematerialisation, attention implementations, bfloat16 compute, dropout."""
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +6,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 from sidjax.model.config import get_preset
+from sidjax.model.logprobs import token_logprobs
 from sidjax.model.model import init_params
 from sidjax.model.transformer import Transformer
 
@@ -45,6 +46,23 @@ class OptionsTest(parameterized.TestCase):
         logits, _ = Transformer(bf16).apply({"params": params16}, tokens)
         self.assertEqual(logits.dtype, jnp.float32)
         np.testing.assert_allclose(logits, ref, atol=0.05 * float(jnp.abs(ref).max()))
+
+    def test_dropout_only_with_a_dropout_rng(self):
+        config = get_preset("tiny", vocab_size=128, dropout=0.3)
+        params = init_params(config, jax.random.PRNGKey(0))
+        tokens = jnp.asarray(np.random.default_rng(0).integers(0, 128, (2, 16)), jnp.int32)
+        valid = jnp.ones(tokens.shape, bool)
+        plain = token_logprobs(config, params, tokens, valid)
+        off = token_logprobs(config.replace(dropout=0.0), params, tokens, valid)
+        np.testing.assert_array_equal(plain, off)  # Scoring, sampling and GRPO: no dropout.
+        a, b = (token_logprobs(config, params, tokens, valid, dropout_rng=jax.random.PRNGKey(k))
+                for k in (1, 2))
+        self.assertFalse(np.allclose(a, plain))
+        self.assertFalse(np.allclose(a, b))
+        np.testing.assert_array_equal(a, token_logprobs(config, params, tokens, valid,
+                                                        dropout_rng=jax.random.PRNGKey(1)))
+        with self.assertRaisesRegex(ValueError, "dropout=1.0"):
+            get_preset("tiny", dropout=1.0)
 
     def test_bad_options_fail_naming_the_field(self):
         with self.assertRaisesRegex(ValueError, "remat='some'"):

@@ -10,7 +10,7 @@ from sidjax.config_files import load_config
 from sidjax.pipeline import run
 
 OVERRIDES = {"log.progress": False, "log.tensorboard": False}  # The tiny variant as is.
-OUTPUTS = ("sid/sid_report.json", "teacher", "sft/export/config.json", "sft/summary.json",
+OUTPUTS = ("sid/sid_report.json", "teacher", "sasrec/summary.json", "sft/export/config.json", "sft/summary.json",
            "reason/export/model.safetensors", "reason/summary.json", "grpo/summary.json",
            "grpo/rollouts.jsonl", "grpo/grpo_curves.png", "grpo/export/tokenizer.json",
            "eval/results.json", "eval/results.md", "eval/predictions_stage3.jsonl",
@@ -27,8 +27,10 @@ class PipelineTest(absltest.TestCase):
             self.assertTrue(os.path.exists(os.path.join(workdir, path)), path)
         with open(os.path.join(workdir, "eval", "results.json")) as f:
             labels = [e["label"] for e in json.load(f)["entries"]]
-        self.assertEqual(labels, ["popularity", "random", "stage1", "stage2", "stage3"])
-        for label in ("popularity", "after stage 1 (non-thinking)", "after stage 2 (thinking)",
+        self.assertEqual(labels, ["popularity", "random", "transition", "last_item", "sasrec",
+                                  "stage1", "stage2", "stage3"])
+        for label in ("popularity", "transition counter", "| sasrec |",
+                      "after stage 1 (non-thinking)", "after stage 2 (thinking)",
                       "after stage 3 / GRPO (thinking)", "Example reasoning traces"):
             self.assertIn(label, out["report"])
         with open(os.path.join(workdir, "grpo", "rollouts.jsonl")) as f:

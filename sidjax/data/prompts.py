@@ -117,7 +117,10 @@ PROMPT_STYLES = ("method", "compact")
 # SID is three added tokens) or titles joined with "; ".
 COMPACT_USER = {
     "sid_next": "next: {history}",
-    "reasoning": "think: {history}",
+    # The same user turn as sid_next: thinking and non-thinking answers differ only in the
+    # assistant turn (reasoning inside <think>, or an empty think block), so the SID after
+    # the reasoning is predicted from the context stage 1 trained (measured in the README).
+    "reasoning": "next: {history}",
     "title2sid": "sid of: {title}",
     "sid2title": "title of: {sid}",
     "sid_history2title": "next title: {history}",

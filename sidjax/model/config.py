@@ -44,6 +44,10 @@ class ModelConfig:
     # Layers unrolled per scan iteration: 1 compiles fastest; num_layers lets XLA fuse across
     # layers (faster steps on CPU, longer compiles).
     scan_unroll: int = 1
+    # Training-only dropout on the embeddings and on each attention and MLP output, active
+    # when `apply` gets a 'dropout' rng (the SFT loss passes one; scoring, sampling and GRPO
+    # never do). From-scratch CPU models overfit without it; not written to config.json.
+    dropout: float = 0.0
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
 
@@ -62,6 +66,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.remat='{self.remat}': use none, full or dots.")
         if self.scan_unroll < 1:
             raise ValueError(f"ModelConfig.scan_unroll={self.scan_unroll} must be >= 1.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout={self.dropout} must be in [0, 1).")
         if self.attention_impl not in ("xla", "dpa"):
             raise ValueError(f"ModelConfig.attention_impl='{self.attention_impl}': use xla or dpa.")
 

@@ -10,18 +10,21 @@ from sidjax.model.transformer import Transformer
 
 
 def token_logprobs(config: ModelConfig, params, tokens: jax.Array, valid: jax.Array,
-                   temperature: float = 1.0) -> jax.Array:
+                   temperature: float = 1.0, dropout_rng: jax.Array | None = None) -> jax.Array:
     """tokens [B, T], valid [B, T] -> logp [B, T]: logp[:, t] = log p(tokens[:, t] | < t).
 
     Column 0 (no context) is 0. `temperature` divides the logits first, matching the
-    sampler's log-probs for GRPO's importance ratios.
+    sampler's log-probs for GRPO's importance ratios. `dropout_rng` turns on the model's
+    training dropout (config.dropout > 0), for SFT.
 
     Works on the full [B, T, V] logits and shifts the [B, T] result instead: slicing
     logits[:, :-1] copies the largest activation, and take_along_axis's gradient is a
     zero-filled [B, T, V] scatter. A compare-and-sum over the vocabulary fuses with the
     softmax in both directions (and reduces across a vocabulary-sharded "tensor" axis).
     """
-    logits, _ = Transformer(config).apply({"params": params}, tokens, valid)  # [B, T, V] f32
+    rngs = {"dropout": dropout_rng} if dropout_rng is not None and config.dropout > 0 else None
+    logits, _ = Transformer(config).apply({"params": params}, tokens, valid,
+                                          rngs=rngs)  # [B, T, V] f32
     if temperature != 1.0:
         logits = logits / temperature
     next_tokens = jnp.roll(tokens, -1, axis=1)  # [B, T]; the last column wraps and is dropped.

@@ -6,6 +6,7 @@ Either way the result has the catalog's SID tokens in its vocabulary (added with
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from typing import Iterable, Sequence
@@ -41,6 +42,9 @@ def default_model_config() -> ConfigDict:
         # training and evaluation; sidjax/data/prompts.py), 'auto' = method for an hf_path
         # checkpoint, compact for a from-scratch model.
         "prompt_style": "auto",
+        # Training dropout (embeddings, attention and MLP outputs; ModelConfig.dropout), for
+        # from-scratch models, which overfit the train rows without it. 0 = off.
+        "dropout": 0.0,
     })
 
 
@@ -82,6 +86,8 @@ def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str],
                                     "point it at a local HF checkpoint (config.json, "
                                     "*.safetensors and tokenizer files).")
         model = load_hf_model(cfg.hf_path, dtype=cfg.dtype, mesh=mesh, remat=cfg.remat)
+        model = dataclasses.replace(model, config=model.config.replace(
+            dropout=float(cfg.dropout)))
         tokenizer = load_tokenizer(cfg.hf_path)
         logging.info("Loaded %s (%d params).", cfg.hf_path, model.config.num_params())
     else:
@@ -90,7 +96,8 @@ def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str],
         sizes = {k: int(cfg[k]) for k in ("num_layers", "hidden_size", "intermediate_size")
                  if int(cfg[k])}
         config = get_preset(cfg.preset, vocab_size=vocab, param_dtype=cfg.dtype, dtype=cfg.dtype,
-                            remat=cfg.remat, eos_token_id=tokenizer.eos_token_id, **sizes)
+                            remat=cfg.remat, eos_token_id=tokenizer.eos_token_id,
+                            dropout=float(cfg.dropout), **sizes)
         params = jax.jit(init_params, static_argnums=0)(config, jax.random.PRNGKey(seed))
         model = Model(config=config, params=params, mesh=None)
         logging.info("From-scratch '%s' model: %d params, tokenizer of %d tokens.", cfg.preset,

@@ -247,6 +247,15 @@ class MLP(nn.Module):
         return dense(c.hidden_size, "down")(hidden)
 
 
+def _dropout(module: nn.Module, c: ModelConfig, x):
+    """Dropout at rate c.dropout when the apply call carries a 'dropout' rng, else identity."""
+    if c.dropout <= 0 or not module.has_rng("dropout"):
+        return x
+    keep = 1.0 - c.dropout
+    kept = jax.random.bernoulli(module.make_rng("dropout"), keep, x.shape)
+    return jnp.where(kept, x / keep, 0).astype(x.dtype)
+
+
 class Block(nn.Module):
     """One decoder layer; scanned over layers: ((x, stacked cache), layer id) -> ((x, cache), x)."""
 
@@ -261,8 +270,9 @@ class Block(nn.Module):
             RMSNorm(c.rms_norm_eps, dt, pdt, name="input_norm")(x), positions, mask,
             caches, layer, index, prefix,
         )
-        x = x + h
-        x = x + MLP(c, name="mlp")(RMSNorm(c.rms_norm_eps, dt, pdt, name="post_attn_norm")(x))
+        x = x + _dropout(self, c, h)
+        x = x + _dropout(self, c, MLP(c, name="mlp")(
+            RMSNorm(c.rms_norm_eps, dt, pdt, name="post_attn_norm")(x)))
         x = shard_activation(x, P(BATCH_AXES, None, None))
         return (x, new_cache), x
 
@@ -294,7 +304,7 @@ class Transformer(nn.Module):
         if c.remat != "none":
             block = nn.remat(Block, prevent_cse=False, policy=_REMAT_POLICIES[c.remat])
         self.layers = nn.scan(
-            block, variable_axes={"params": 0}, split_rngs={"params": True},
+            block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
             in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast), out_axes=0,
             length=c.num_layers, unroll=min(c.scan_unroll, c.num_layers),
         )(c)
@@ -349,7 +359,7 @@ class Transformer(nn.Module):
             mask = key_valid[:, None, :] & (k_slots[None, None, :] <= q_slots[None, :, None])
             layer_caches = (cache.k, cache.v)
 
-        x = self.embed(tokens)  # [B, T, D]
+        x = _dropout(self, self.config, self.embed(tokens))  # [B, T, D]
         x = shard_activation(x, P(BATCH_AXES, None, None))
         layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
         if layer_params is None:

@@ -1,6 +1,6 @@
 """The `pipeline` stage: every stage in order, each skipped when its outputs exist.
 
-sid (data, embeddings, SIDs) -> sft (stage 1) -> reason (stage 2) -> grpo (stage 3) ->
+sid (data, embeddings, SIDs) -> sasrec (the ID baseline) -> sft (stage 1) -> reason (stage 2) -> grpo (stage 3) ->
 eval (beam search, baselines), then the results table with example reasoning traces
 (workdir/results.md, also printed).
 """
@@ -26,8 +26,8 @@ def _traces(workdir: str, n: int = 3) -> str:
         return ""
     with open(path) as f:
         records = [json.loads(line) for line in f]
-    records.sort(key=lambda r: (r["hit_rank"] is None, r["hit_rank"] or 0))
-    out = ["", "## Example reasoning traces (after stage 3)", ""]
+    # The first test rows, hit or miss: typical traces, not the best ones.
+    out = ["", f"## Example reasoning traces (after stage 3, the first {n} test rows)", ""]
     for r in records[:n]:
         history = "; ".join(f'{s} "{t}"' for s, t in zip(r["history_sids"], r["history_titles"]))
         out += [f"- **History**: {history}",
@@ -70,7 +70,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         timings[name] = time.time() - start
     report = ""
     if "eval" in stages:
-        labels = {"stage1": "after stage 1 (non-thinking)", "stage2": "after stage 2 (thinking)",
+        labels = {"transition": "transition counter", "last_item": "last-item table",
+                  "stage1": "after stage 1 (non-thinking)", "stage2": "after stage 2 (thinking)",
                   "stage3": "after stage 3 / GRPO (thinking)"}
         table = result["table"]
         for key, text in labels.items():

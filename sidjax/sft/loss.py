@@ -15,9 +15,11 @@ def lm_loss(config: ModelConfig, task_names: Sequence[str], params, batch, rng=N
 
     batch: tokens [B, T], valid [B, T], loss_mask [B, T] (token t is a label), task [B].
     Returning sums makes micro-batch accumulation equal the global token mean (HF's
-    token-level mean over all supervised tokens, as the method trains).
+    token-level mean over all supervised tokens, as the method trains). `rng` drives the
+    model's dropout (config.dropout), if any.
     """
-    logp = token_logprobs(config, params, batch["tokens"], batch["valid"])  # [B, T]
+    logp = token_logprobs(config, params, batch["tokens"], batch["valid"],
+                          dropout_rng=rng)  # [B, T]
     mask = (batch["loss_mask"] & batch["valid"]).astype(jnp.float32)
     nll = -logp * mask  # [B, T]
     per_row, count_row = nll.sum(1), mask.sum(1)  # [B]
