@@ -46,12 +46,14 @@ def _stage_optim(config: ConfigDict, stage: int) -> None:
         config.optim.schedule, config.optim.weight_decay = "constant", 0.01
 
 
-def _cpu_recipe(config: ConfigDict, stage: int) -> None:
+def _cpu_recipe(config: ConfigDict, stage: int, stage1=(3000, 500, 500),
+                stage2=(400, 200, 200)) -> None:
     """What a from-scratch model needs to learn on a CPU in minutes (README, "Models that
     learn"): compact prompts (model.prompt_style='auto'), a 0.6M-parameter model, a
     stage-1 mixture of the SID tasks plus every row's SID sequence (sid_sequence: each
     position predicts the next item), the long title-sequence tasks, narratives and
-    general chats dropped, and best/ chosen by valid HR@10 by beam search."""
+    general chats dropped, and best/ chosen by valid HR@10 by beam search. stage1 / stage2:
+    (steps, eval every, valid rows scored by beam search)."""
     config.model.update(hidden_size=128, intermediate_size=384, num_layers=2, dropout=0.1)
     config.sft.weights.update(sid_sequence=1.0, sid_history2title=0.0, title_history2title=0.0,
                               title_history2sid=0.0, narrative=0.0, general_reasoning=0.0)
@@ -62,12 +64,10 @@ def _cpu_recipe(config: ConfigDict, stage: int) -> None:
         config.eval.metric, config.eval.mode, config.eval.patience = "valid/hr@10", "max", 0
     if stage == 1:
         config.optim.lr, config.optim.warmup_steps = 2e-3, 50
-        config.train.num_steps, config.eval.every_steps = 3000, 500
-        config.sft.hr_eval_examples = 500
+        config.train.num_steps, config.eval.every_steps, config.sft.hr_eval_examples = stage1
     elif stage == 2:
         config.optim.lr, config.optim.warmup_steps = 5e-4, 20
-        config.train.num_steps, config.eval.every_steps = 400, 200
-        config.sft.hr_eval_examples = 200
+        config.train.num_steps, config.eval.every_steps, config.sft.hr_eval_examples = stage2
     # A from-scratch policy needs more than the method's 5e-7; at 1e-4 the greedy validation
     # reward fell (0.18 -> 0.12, KL 0.23 after 40 steps).
     if stage == 3:
@@ -107,8 +107,10 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.sft.max_len = 256
         config.sft.general_max_len = 256
         config.sasrec.update(epochs=24, eval_every_epochs=4, patience=3)
-        _cpu_recipe(config, stage)
+        if variant == "":
+            _cpu_recipe(config, stage)
     if variant == "tiny":
+        _cpu_recipe(config, stage, stage1=(300, 150, 64), stage2=(40, 20, 16))
         apply_tiny_sizes(config)
         config.sid_train = ConfigDict({"num_steps": 150, "batch_size": 64})
         config.teacher.max_narratives = 300
@@ -118,12 +120,6 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.train.batch_size = 32
         config.model.update(hidden_size=64, intermediate_size=192)
         config.sasrec.update(epochs=20, eval_every_epochs=2, patience=2)
-        if stage == 1:
-            config.train.num_steps, config.eval.every_steps = 300, 150
-            config.sft.hr_eval_examples = 64
-        elif stage == 2:
-            config.train.num_steps, config.eval.every_steps = 40, 20
-            config.sft.hr_eval_examples = 16
     if variant == "tiny" and stage == 3:
         config.grpo.update(steps=4, prompts_per_step=4, group_size=4, max_response_tokens=64,
                            eval_every=4, eval_examples=16)
@@ -134,18 +130,12 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.evaluation.max_reasoning_tokens = 128 if variant == "" else 64
         config.evaluation.max_examples = 1000 if variant == "" else 32
     if variant == "industrial_cpu":
-        _cpu_recipe(config, stage)
+        _cpu_recipe(config, stage, stage1=(5000, 500, 1000), stage2=(600, 300, 300))
         config.model.tokenizer_vocab = 2048
         config.sft.max_len = 256
         config.sft.general_max_len = 256
         config.sasrec.update(epochs=60, eval_every_epochs=4, patience=3)
-        if stage == 1:
-            config.train.num_steps, config.eval.every_steps = 5000, 500
-            config.sft.hr_eval_examples = 1000
-        elif stage == 2:
-            config.train.num_steps, config.eval.every_steps = 600, 300
-            config.sft.hr_eval_examples = 300
-        elif stage == 3:
+        if stage == 3:
             config.grpo.update(steps=40, prompts_per_step=8, group_size=8,
                                max_response_tokens=96, eval_every=10, eval_examples=64)
         config.evaluation.max_reasoning_tokens = 96
