@@ -91,7 +91,8 @@ class BaselineRowsTest(absltest.TestCase):
                                                           "evaluation.max_examples": 0})
         result = eval_stage.train_and_evaluate(eval_config, workdir)
         by_label = {e["label"]: e["metrics"] for e in result["entries"]}
-        self.assertEqual(set(by_label), {"popularity", "random", "transition", "last_item", "sasrec"})
+        self.assertEqual(set(by_label),
+                         {"popularity", "random", "transition", "last_item", "sasrec"})
         self.assertAlmostEqual(by_label["sasrec"]["hr@10"], summary["best_valid_hr@10"])
         print(f"\nTiny store valid HR@10: SASRec {by_label['sasrec']['hr@10']:.3f}, counter "
               f"{by_label['transition']['hr@10']:.3f}, popularity "

@@ -10,7 +10,8 @@ from sidjax.config_files import load_config
 from sidjax.pipeline import run
 
 OVERRIDES = {"log.progress": False, "log.tensorboard": False}  # The tiny variant as is.
-OUTPUTS = ("sid/sid_report.json", "teacher", "sasrec/summary.json", "sft/export/config.json", "sft/summary.json",
+OUTPUTS = ("sid/sid_report.json", "teacher", "sasrec/summary.json", "sft/export/config.json",
+           "sft/summary.json",
            "reason/export/model.safetensors", "reason/summary.json", "grpo/summary.json",
            "grpo/rollouts.jsonl", "grpo/grpo_curves.png", "grpo/export/tokenizer.json",
            "eval/results.json", "eval/results.md", "eval/predictions_stage3.jsonl",

@@ -30,8 +30,8 @@ def baseline_metrics(dataset, split: str = "test") -> dict:
     if train:
         out["popularity"] = ranking_metrics(baselines.popularity_predictions(train, samples, n),
                                             targets)
-        out["transition"] = ranking_metrics(baselines.transition_counter_predictions(train, samples, n),
-                                            targets)
+        out["transition"] = ranking_metrics(
+            baselines.transition_counter_predictions(train, samples, n), targets)
         out["last_item"] = ranking_metrics(baselines.last_item_predictions(train, samples, n),
                                            targets)
     return out

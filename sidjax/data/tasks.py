@@ -218,7 +218,8 @@ def reasoning_activation(rows: Iterable[Mapping], style: str = "method") -> list
         reasoning = reasoning_rows_clean(row.get("reasoning_path"))
         if reasoning is None:
             continue
-        out.append(chat_reasoning("reasoning", prompts.reasoning_messages(row["history_item_sid"], style),
+        out.append(chat_reasoning("reasoning",
+                                  prompts.reasoning_messages(row["history_item_sid"], style),
                                   reasoning, row["item_sid"]))
     return out
 

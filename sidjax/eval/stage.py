@@ -125,7 +125,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
         by_label[label] = {"label": label, "path": path, "mode": mode, "split": cfg.split,
                            "prompt": prompt, "metrics": result.metrics}
-    order = ["popularity", "random", "transition", "last_item", "sasrec"] + [m[0] for m in STAGE_MODELS]
+    order = ["popularity", "random", "transition", "last_item", "sasrec"] + [
+        m[0] for m in STAGE_MODELS]
     entries = sorted(by_label.values(), key=lambda e: (order.index(e["label"])
                                                        if e["label"] in order else 99,
                                                        e["label"]))

@@ -1,7 +1,7 @@
 """The `pipeline` stage: every stage in order, each skipped when its outputs exist.
 
-sid (data, embeddings, SIDs) -> sasrec (the ID baseline) -> sft (stage 1) -> reason (stage 2) -> grpo (stage 3) ->
-eval (beam search, baselines), then the results table with example reasoning traces
+sid (data, embeddings, SIDs) -> sasrec (the ID baseline) -> sft (stage 1) -> reason (stage 2)
+-> grpo (stage 3) -> eval (beam search, baselines), then the results table with example reasoning traces
 (workdir/results.md, also printed).
 """
 
