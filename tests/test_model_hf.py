@@ -176,7 +176,8 @@ class ExportTest(parameterized.TestCase):
         with torch.no_grad():
             ref = hf(torch.tensor(tokens)).logits.numpy()
         self.assertGreater(np.abs(ref).mean(), 0.3)
-        np.testing.assert_allclose(np.asarray(model(tokens)), ref, atol=1e-4, rtol=0)
+        # Logits near 1 summed in float32 in another order (XLA vs torch threads): 1.1e-4 seen.
+        np.testing.assert_allclose(np.asarray(model(tokens)), ref, atol=2e-4, rtol=0)
 
     @parameterized.parameters(*CASES)
     def test_transformers_to_sidjax_to_hf_reproduces_tensors(self, family, tie):

@@ -113,7 +113,9 @@ class SftStageTest(absltest.TestCase):
         train = [json.loads(line)["train/loss"] for line in
                  open(os.path.join(workdir, "sft", "metrics.jsonl")) if "train/loss" in line]
         self.assertLess(np.mean(train[-2:]), train[0])
-        self.assertEqual(summary["best_value"], min(losses))
+        # The tiny (CPU-recipe) variant selects best/ by valid HR@10 by beam search.
+        self.assertEqual(summary["eval_metric"], "valid/hr@10")
+        self.assertEqual(summary["best_value"], max(e["eval/valid/hr@10"] for e in evals))
         self.assertIn("title2sid_loss", summary["final_eval"])
         self.assertIn("loss/sid_next", summary["final_train"])
         model, tokenizer = sft_stage.load_export(os.path.join(workdir, "sft", "export"))
