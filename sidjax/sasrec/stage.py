@@ -14,6 +14,7 @@ the evaluation split (`predict_sids`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -87,10 +88,16 @@ def loss_fn(config: SASRecConfig, params, batch, rng):
     return loss, (count, {"ce": (loss, count)})
 
 
+@functools.lru_cache(maxsize=8)
+def _top_k_fn(config: SASRecConfig, k: int):
+    """One jitted scorer per (config, k), so every evaluation reuses the compiled function."""
+    return jax.jit(lambda p, s: jax.lax.top_k(item_logits(config, p, s)[:, -1], k)[1])
+
+
 def top_items(config: SASRecConfig, params, samples: Sequence[Sample], k: int,
               batch_size: int = 1024) -> list[list[int]]:
     """The k best-scored item ids (0-based) after each sample's history."""
-    score = jax.jit(lambda p, s: jax.lax.top_k(item_logits(config, p, s)[:, -1], k)[1])
+    score = _top_k_fn(config, k)
     inputs, _ = sequences(samples, config.max_len)
     out = []
     for first in range(0, len(inputs), batch_size):
