@@ -73,10 +73,10 @@ def default_sft_config(stage: int = 1) -> ConfigDict:
         # eval.mode='max'): the first this many valid rows, 0 = off. Stage 1 is scored in
         # non-thinking mode, stage 2 in thinking mode (greedy reasoning, then the beam).
         "hr_eval_examples": 0,
+        "hr_eval_beam": 10,
         # Train on the first this many train rows only (0 = all): the overfit check
         # (tests/test_learning.py) trains and scores a few hundred rows.
         "train_rows": 0,
-        "hr_eval_beam": 10,
     })
 
 
@@ -225,6 +225,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                          "search runs in single-process runs only; set it to 0 and "
                          "eval.metric='valid/sid_loss' (mode 'min') for multi-process runs.")
     hr_tables = tables_from_catalog(dataset.catalog, tokenizer) if hr_rows else None
+    style = prompt_style(config)
 
     def eval_fn(params):
         out = {}
@@ -239,7 +240,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                 Model(model_config, params), tokenizer, dataset.catalog, hr_rows,
                 "nonthinking" if cfg.stage == 1 else "thinking", int(cfg.hr_eval_beam),
                 max_reasoning_tokens=int(config.evaluation.max_reasoning_tokens),
-                tables=hr_tables, nonthinking_variant="train", style=prompt_style(config))
+                tables=hr_tables, nonthinking_variant="train", style=style)
             out.update({f"valid/{k}": v for k, v in result.metrics.items()
                         if k.startswith(("hr@", "ndcg@"))})
         return out
