@@ -168,6 +168,26 @@ class MixTest(absltest.TestCase):
         with self.assertRaisesRegex(ValueError, "task 'a'"):
             tasks.mix(examples, {"a": -1})
 
+    def test_item_fact_share(self):
+        # 300 sequence examples (200 sid_next at weight 1 + 50 sid_sequence at weight 2) and
+        # 40 item-fact examples (20 sid2title at weight 1 + 10 item_enriched at weight 2).
+        # Share 0.25: scale = 0.25 * 300 / (0.75 * 40) = 2.5.
+        def make(name, n):
+            return [tasks.raw_text(name, str(i)) for i in range(n)]
+
+        examples = {"sid_next": make("sid_next", 200), "sid_sequence": make("sid_sequence", 50),
+                    "sid2title": make("sid2title", 20), "item_enriched": make("item_enriched", 10)}
+        weights = {"sid_sequence": 2.0, "item_enriched": 2.0}
+        got = tasks.item_fact_weights(examples, weights, 0.25)
+        self.assertEqual(got, {"sid_next": 1.0, "sid_sequence": 2.0, "sid2title": 2.5,
+                               "item_enriched": 5.0})
+        mixed = tasks.mix(examples, got)
+        facts = sum(e.task in tasks.ITEM_FACT_TASKS for e in mixed)
+        self.assertEqual((facts, len(mixed)), (100, 400))
+        self.assertEqual(tasks.item_fact_weights(examples, weights, 0.0)["sid2title"], 1.0)
+        with self.assertRaisesRegex(ValueError, "item_fact_share=1.0"):
+            tasks.item_fact_weights(examples, weights, 1.0)
+
 
 class SidTokensOneIdTest(absltest.TestCase):
 

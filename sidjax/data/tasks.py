@@ -36,6 +36,8 @@ STAGE1_TASKS = ("sid_next", "title2sid", "sid2title", "sid_history2title", "titl
 # Not the method's: off (weight 0) unless a config turns it on.
 EXTRA_TASKS = ("sid_sequence",)
 STAGE2_TASKS = ("reasoning",)
+# The tasks that teach what each SID is (its title, brand, kind): one example per item.
+ITEM_FACT_TASKS = ("title2sid", "sid2title", "item_enriched")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,6 +263,30 @@ def mix(tasks: Mapping[str, list[Example]], weights: Mapping[str, float] | None 
             out.extend(examples[i] for i in sorted(keep))
     order = rng.permutation(len(out))
     return [out[i] for i in order]
+
+
+def item_fact_weights(tasks: Mapping[str, Sequence[Example]], weights: Mapping[str, float],
+                      share: float) -> dict[str, float]:
+    """Weights under which the item-fact tasks (ITEM_FACT_TASKS, in their configured
+    proportions) make up `share` of the mixed examples.
+
+    The item tasks have one example per item and the sequence tasks one per train row, so
+    at weight 1 their balance depends on the dataset (1.4% of the synthetic store's
+    mixture, 35% of Industrial's). A model that has seen each SID's facts a few times
+    writes wrong kinds and brands in its stage-2 reasoning; a fixed share works on any
+    category. share 0 returns `weights` unchanged.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"config.sft.item_fact_share={share}; use a value in [0, 1).")
+    out = {name: float(weights.get(name, 1.0)) for name in tasks}
+    if share == 0.0:
+        return out
+    facts = sum(out[n] * len(tasks[n]) for n in tasks if n in ITEM_FACT_TASKS)
+    others = sum(out[n] * len(tasks[n]) for n in tasks if n not in ITEM_FACT_TASKS)
+    if facts == 0 or others == 0:
+        return out
+    scale = share * others / ((1.0 - share) * facts)
+    return {n: w * scale if n in ITEM_FACT_TASKS else w for n, w in out.items()}
 
 
 def encode(tokenizer, examples: Sequence[Example], max_len: int

@@ -15,8 +15,8 @@ Two back ends:
 
 The teacher sees the true next item (as the method's teacher did), and the narratives
 explain why it fits. The template's reasoning paths, though, state only what the history
-shows (the areas the user shops in, the last items' kinds and brands, what the latest item
-pairs with): at evaluation the model writes its reasoning greedily before the SID beam, and
+shows (the areas the user shops in, the latest item's kind and brand and what it pairs
+with, the last SIDs): at evaluation the model writes its reasoning greedily before the SID beam, and
 a path that names the next item's kind commits all ten beams to one guess (with the
 target-aware paths of the first wave, stage 2 lowered HR@10 below stage 1). Facts a model
 can read off the history are what it can reproduce, and they carry the signal the next
@@ -119,20 +119,20 @@ def _companions(item: Item) -> str:
     return match.group(1).strip() if match else ""
 
 
-def template_reasoning(history: Sequence[Item]) -> str:
-    """A reasoning path from the history alone (see the module docstring for why)."""
+def template_reasoning(history: Sequence[Item], recent: int = 1) -> str:
+    """A reasoning path from the history alone (see the module docstring for why).
+
+    It names the areas the user shops in, the latest item's kind and brand and what it
+    pairs with, and ends by restating the last `recent` SIDs: the answer then follows the
+    latest items as closely as in the stage-1 prompt, so stage 2 keeps what stage 1 learnt
+    about the sequence (ending on the facts instead cost 0.13 valid HR@10, README)."""
     last = history[-1]
     areas = sorted({_area(it).lower() for it in history if _area(it)})
     parts = [f"Recent interest: {', '.join(areas)}." if areas else ""]
-    if len(history) > 1:
-        prev = history[-2]
-        parts.append(f"Before: {prev.sid_string}, {_a(_kind(prev))}"
-                     + (f" by {prev.brand}" if prev.brand else "") + ".")
-    parts.append(f"Latest: {last.sid_string}, {_a(_kind(last))}"
-                 + (f" by {last.brand}" if last.brand else "") + ".")
+    latest = f"Latest: {_a(_kind(last))}" + (f" by {last.brand}" if last.brand else "")
     companions = _companions(last)
-    if companions:
-        parts.append(f"It pairs with {companions.lower()}.")
+    parts.append(latest + (f", which pairs with {companions.lower()}." if companions else "."))
+    parts.append("Recent items: " + "".join(it.sid_string for it in history[-recent:]) + ".")
     return " ".join(p for p in parts if p)
 
 

@@ -37,6 +37,9 @@ def default_eval_config() -> ConfigDict:
         "beam": 10,
         "batch_size": 16,
         "max_reasoning_tokens": 1024,
+        # True: normalise over the allowed tokens at each SID level (the forced end tokens then
+        # add 0); False: the method's HF scoring (sidjax/decode/beam.py). Also used by the SFT
+        # stages' valid HR evaluation.
         "renormalize": False,
         # Non-thinking prompt: 'eval' = the method's evaluation prompt (differs from training,
         # as published); 'train' = the stage-1 training prompt.

@@ -62,6 +62,9 @@ def default_sft_config(stage: int = 1) -> ConfigDict:
         "general_max_len": 3072,
         "weights": {name: 0.0 if name in tasks_lib.EXTRA_TASKS else 1.0
                     for name in tasks_lib.STAGE1_TASKS},
+        # > 0: scale the item-fact task weights (title2sid, sid2title, item_enriched) so they
+        # are this share of stage 1's examples, whatever the item/row ratio of the dataset.
+        "item_fact_share": 0.0,
         "eval_batch_size": 64,
         "eval_examples": 0,  # Cap on valid rows for the validation loss (0 = all).
         "feat_eval_examples": 256,  # title2sid / sid2title rows logged at each eval.
@@ -186,7 +189,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         dataset = dataclasses.replace(dataset, splits={
             **dataset.splits, "train": dataset.split("train")[:int(cfg.train_rows)]})
     train_tasks = build_examples(config, dataset, workdir)
-    weights = cfg.weights.to_dict() if cfg.stage == 1 else {}
+    weights = (tasks_lib.item_fact_weights(train_tasks, cfg.weights.to_dict(),
+                                           float(cfg.item_fact_share)) if cfg.stage == 1 else {})
     examples = tasks_lib.mix(train_tasks, weights, seed=config.seed)
     model, tokenizer = _initial_model(config, dataset, workdir,
                                       (e.text for e in examples[:20000]))
@@ -240,7 +244,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                 Model(model_config, params), tokenizer, dataset.catalog, hr_rows,
                 "nonthinking" if cfg.stage == 1 else "thinking", int(cfg.hr_eval_beam),
                 max_reasoning_tokens=int(config.evaluation.max_reasoning_tokens),
-                tables=hr_tables, nonthinking_variant="train", style=style)
+                renormalize=bool(config.evaluation.renormalize), tables=hr_tables,
+                nonthinking_variant="train", style=style)
             out.update({f"valid/{k}": v for k, v in result.metrics.items()
                         if k.startswith(("hr@", "ndcg@"))})
         return out
