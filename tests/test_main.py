@@ -72,6 +72,19 @@ class LibraryApiTest(absltest.TestCase):
         with self.assertRaisesRegex(KeyError, "optim.nope"):
             load_config(os.path.join(REPO, "configs/toy.py"), {"optim.nope": 1})
 
+    def test_cpu_recipe_and_paper_settings(self):
+        """The from-scratch CPU recipe changes scoring and the stage-1 mixture; the paper
+        variant keeps the method's (full-vocabulary scores, unweighted tasks)."""
+        for variant in ("", "tiny", "industrial_cpu"):
+            config = load_config(os.path.join(REPO, f"configs/grpo.py:{variant}"))
+            self.assertTrue(config.evaluation.renormalize, variant)
+            self.assertEqual(config.sft.item_fact_share, 0.3, variant)
+            self.assertEqual(config.pipeline.stage1.eval.metric, "valid/hr@10", variant)
+        paper = load_config(os.path.join(REPO, "configs/grpo.py:industrial"))
+        self.assertFalse(paper.evaluation.renormalize)
+        self.assertEqual(paper.sft.item_fact_share, 0.0)
+        self.assertEqual(paper.pipeline.stage1.eval.metric, "valid/sid_loss")
+
     def test_unknown_stage_lists_known_ones(self):
         with self.assertRaisesRegex(ValueError, "config.stage='nope'.*toy_regression"):
             stages.get_stage("nope")

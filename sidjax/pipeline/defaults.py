@@ -118,14 +118,13 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
     if variant == "tiny":
         # Enough steps for the mechanics to show: a stage 1 that reads the history, stage-2
         # reasoning that ends and names a SID, so GRPO groups get rewards that differ.
-        _cpu_recipe(config, stage, stage1=(600, 300, 64), stage2=(200, 100, 16))
+        _cpu_recipe(config, stage, stage1=(600, 300, 64), stage2=(300, 150, 16))
         apply_tiny_sizes(config)
         config.sid_train = ConfigDict({"num_steps": 150, "batch_size": 64})
         config.sft.general_template_chats = 50
         config.sft.eval_examples = 64
         config.sft.feat_eval_examples = 32
         config.train.batch_size = 32
-        config.model.update(hidden_size=64, intermediate_size=192)
         config.sasrec.update(epochs=20, eval_every_epochs=2, patience=2)
     if variant == "tiny" and stage == 3:
         config.grpo.update(steps=4, prompts_per_step=4, group_size=4, max_response_tokens=64,
