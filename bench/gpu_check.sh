@@ -6,4 +6,6 @@
 #   bench/gpu_check.sh --small    # CPU-sized shapes
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The repository root on the path: the check runs from a bare checkout as well as an install.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec timeout 480 python3 bench/gpu_check.py "$@"
