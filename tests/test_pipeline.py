@@ -35,7 +35,16 @@ class PipelineTest(absltest.TestCase):
                       "after stage 3 / GRPO (thinking)", "Example reasoning traces"):
             self.assertIn(label, out["report"])
         with open(os.path.join(workdir, "grpo", "rollouts.jsonl")) as f:
-            self.assertLen(f.readlines(), 4)
+            rollouts = [json.loads(line) for line in f]
+        self.assertLen(rollouts, 4)
+        # The mechanics a smoke run must show: GRPO groups whose rewards differ, reasoning
+        # that is text and ends before the token budget, predictions that depend on the user.
+        self.assertLess(min(r["zero_adv_groups"] for r in rollouts), 1.0)
+        with open(os.path.join(workdir, "eval", "predictions_stage3.jsonl")) as f:
+            predictions = [json.loads(line) for line in f]
+        ended = [p for p in predictions if "Recent items:" in p["reasoning"]]
+        self.assertGreater(len(ended), len(predictions) // 2)
+        self.assertGreater(len({p["top_sids"][0] for p in predictions}), 3)
         stamps = {p: os.path.getmtime(os.path.join(workdir, p)) for p in OUTPUTS}
         again = run.train_and_evaluate(load_config("configs/grpo.py:tiny", OVERRIDES), workdir)
         self.assertEqual(again["report"], out["report"])

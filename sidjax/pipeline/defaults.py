@@ -128,7 +128,7 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
         config.sasrec.update(epochs=20, eval_every_epochs=2, patience=2)
     if variant == "tiny" and stage == 3:
         config.grpo.update(steps=4, prompts_per_step=4, group_size=4, max_response_tokens=64,
-                           eval_every=4, eval_examples=16, constrained_tail=True)
+                           eval_every=4, eval_examples=16)
     elif variant == "" and stage == 3:
         config.grpo.update(steps=40, prompts_per_step=8, group_size=8, max_response_tokens=128,
                            eval_every=20, eval_examples=200)
