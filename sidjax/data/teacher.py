@@ -16,8 +16,8 @@ Two back ends:
 The teacher sees the true next item (as the method's teacher did), and the narratives
 explain why it fits. The template's reasoning paths, though, state only what the history
 shows (the areas the user shops in, the latest item's kind and brand and what it pairs
-with, the last SIDs): at evaluation the model writes its reasoning greedily before the SID beam, and
-a path that names the next item's kind commits all ten beams to one guess (with the
+with, the latest SID): at evaluation the model writes its reasoning greedily before the SID
+beam, and a path that names the next item's kind commits all ten beams to one guess (with the
 target-aware paths of the first wave, stage 2 lowered HR@10 below stage 1). Facts a model
 can read off the history are what it can reproduce, and they carry the signal the next
 item depends on. Corpora are training data only, never used at evaluation.
@@ -125,7 +125,8 @@ def template_reasoning(history: Sequence[Item], recent: int = 1) -> str:
     It names the areas the user shops in, the latest item's kind and brand and what it
     pairs with, and ends by restating the last `recent` SIDs: the answer then follows the
     latest items as closely as in the stage-1 prompt, so stage 2 keeps what stage 1 learnt
-    about the sequence (ending on the facts instead cost 0.13 valid HR@10, README)."""
+    about the sequence (valid HR@10 after 400 stage-2 steps: 0.40 ending on the facts, 0.455
+    ending on the SIDs; README)."""
     last = history[-1]
     areas = sorted({_area(it).lower() for it in history if _area(it)})
     parts = [f"Recent interest: {', '.join(areas)}." if areas else ""]
