@@ -20,10 +20,17 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sidjax import stages
+from sidjax.config_checks import ConfigError
+from sidjax.data.types import DataError
 from sidjax.train.trainer import Preempted
+from sidjax.train.workdir_lock import WorkdirError
 
 # 128 + SIGTERM: schedulers read this as "killed by SIGTERM", so requeue logic applies.
 PREEMPTED_EXIT_CODE = 143
+# Bad data, a bad config value or an unusable workdir: the user's to fix, not a crash.
+USER_ERROR_EXIT_CODE = 2
+USER_ERRORS = (DataError, ConfigError, WorkdirError)
+TRACEBACK_ENV = "SIDJAX_TRACEBACK"
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Stage config file, e.g. configs/toy.py or configs/toy.py:tiny.",
@@ -39,6 +46,9 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (0-based).")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show the traceback of data, config and workdir errors too (they print "
+    f"as one line otherwise; {TRACEBACK_ENV}=1 does the same).")
 
 flags.mark_flags_as_required(["config"])
 
@@ -108,6 +118,11 @@ def main(argv):
     except Preempted as e:
         logging.warning("%s", e)
         sys.exit(PREEMPTED_EXIT_CODE)
+    except USER_ERRORS as e:
+        if _VERBOSE.value or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        print(f"sidjax: error: {e}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
+from sidjax.config_checks import check_config
+from sidjax.train.workdir_lock import workdir_lock
+
 STAGES: dict[str, str] = {
     "toy_regression": "sidjax.toy.regression:train_and_evaluate",
     "sft": "sidjax.sft.stage:train_and_evaluate",
@@ -34,5 +37,12 @@ def get_stage(name: str):
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
-    """Runs the stage named by `config.stage` (callable from a notebook)."""
-    return get_stage(config.stage)(config, workdir)
+    """Runs the stage named by `config.stage` (callable from a notebook): checks the config
+    values first (ConfigError) and holds the workdir's lock while it runs (WorkdirLocked
+    when another run has it)."""
+    import jax
+
+    check_config(config)
+    stage = get_stage(config.stage)
+    with workdir_lock(workdir, take=jax.process_index() == 0):
+        return stage(config, workdir)

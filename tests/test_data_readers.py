@@ -104,6 +104,51 @@ class MalformedMiniOneRecTest(absltest.TestCase):
         self._expect('u,[],T1,"[__import__(\'os\')]",1,[],<a_1><b_0><c_0>',
                      "not a Python list literal", "history_item_id")
 
+    def test_short_row_is_blamed_on_the_row(self):
+        self._expect("u,['T0'],T1,[0],1,['<a_0><b_0><c_0>']", "has 6 of the header's 7 "
+                     "columns \\(no item_sid\\)", "item_sid")
+
+    def test_non_utf8_bytes_name_file_and_line(self):
+        root = self.create_tempdir().full_path
+        _write_fixture(root, ["u,['T0'],T1,[0],1,['<a_0><b_0><c_0>'],<a_1><b_0><c_0>"] * 2)
+        path = os.path.join(root, "test", "Cat_5_2016-10-2018-11.csv")
+        with open(path, "ab") as f:
+            f.write(b"u,['Caf\xe9'],T1,[0],1,['<a_0><b_0><c_0>'],<a_1><b_0><c_0>\n")
+        with self.assertRaisesRegex(DataError, r"Cat_5_2016-10-2018-11.csv, line 4: bytes "
+                                    r"b'\\xe9' .* not UTF-8"):
+            read_minionerec(root, "Cat")
+        item_json = os.path.join(root, "index", "Cat.item.json")
+        with open(item_json, "rb") as f:
+            raw = f.read()
+        with open(item_json, "wb") as f:
+            f.write(raw.replace(b'"T2"', b'"T\xff2"'))
+        with self.assertRaisesRegex(DataError, r"Cat.item.json, line 1: .* not UTF-8"):
+            read_minionerec(root, "Cat")
+
+    def test_header_only_split(self):
+        root = self.create_tempdir().full_path
+        _write_fixture(root, [])
+        with self.assertRaisesRegex(DataError, "Cat_5_2016-10-2018-11.csv: no rows after the "
+                                               "header"):
+            read_minionerec(root, "Cat")
+
+    def test_sid_levels_checked_where_read(self):
+        root = self.create_tempdir().full_path
+        two = {str(i): [f"<a_{i}>", "<b_0>"] for i in range(3)}
+        _write_fixture(root, ["u,['T0'],T1,[0],1,['<a_0><b_0>'],<a_1><b_0>"], two)
+        with self.assertRaisesRegex(DataError, r"Cat.index.json, field '0': item 0: SID .* has "
+                                               "2 levels; the method's SIDs have 3 or 4"):
+            read_minionerec(root, "Cat")
+        mixed = {"0": ["<a_0>", "<b_0>", "<c_0>"], "1": ["<a_1>", "<b_0>", "<c_0>", "<d_1>"],
+                 "2": ["<a_2>", "<b_0>", "<c_0>"]}
+        _write_fixture(root, [], mixed)
+        with self.assertRaisesRegex(DataError, "item 1: .* has 4 levels, earlier items have 3"):
+            read_minionerec(root, "Cat")
+        swapped = {str(i): ["<a_0>", "<c_0>", f"<b_{i}>"] for i in range(3)}
+        _write_fixture(root, [], swapped)
+        with self.assertRaisesRegex(DataError, "'<c_0>' at level 2 must look like '<b_n>'"):
+            read_minionerec(root, "Cat")
+
     def test_missing_column_and_file(self):
         root = self.create_tempdir().full_path
         _write_fixture(root, [])

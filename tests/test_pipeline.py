@@ -53,6 +53,16 @@ class PipelineTest(absltest.TestCase):
                 self.assertEqual(os.path.getmtime(os.path.join(workdir, path)), stamps[path], path)
         with open(os.path.join(workdir, "grpo", "rollouts.jsonl")) as f:
             self.assertLen(f.readlines(), 4)  # GRPO did not run again.
+        # A setting that changes the numbers (here the beam) evaluates the models again
+        # instead of reusing the cached entries.
+        run.train_and_evaluate(load_config("configs/grpo.py:tiny", {
+            **OVERRIDES, "pipeline.stages": "eval", "evaluation.beam": 5}), workdir)
+        with open(os.path.join(workdir, "eval", "results.json")) as f:
+            entries = {e["label"]: e for e in json.load(f)["entries"]}
+        for label in ("stage1", "stage2", "stage3"):
+            self.assertEqual(entries[label]["settings"]["beam"], 5, label)
+            metrics = entries[label]["metrics"]
+            self.assertEqual(metrics["hr@10"], metrics["hr@5"], label)  # Five beams only.
 
 
 if __name__ == "__main__":

@@ -109,6 +109,21 @@ class TaskTextTest(absltest.TestCase):
                                    "2+2?<|im_end|>\n<|im_start|>assistant\n")
         self.assertEqual(g.target, "<think>\nadd\n</think>\n\n4<|im_end|>")
 
+    def test_sid_recent_windows(self):
+        samples = [Sample("u1", [0, 1, 2], 1), Sample("u2", [2], 0)]
+        got = tasks.sid_recent(self.cat, samples, style="compact")
+        # Windows of 1 and 2 items, only where shorter than the history; u2 (one item) is
+        # sid_next's already.
+        want = [tasks.sid_next(self.cat, [Sample("u1", h, 1)], "compact")[0]
+                for h in ([2], [1, 2])]
+        self.assertEqual([(e.prefix, e.target) for e in got],
+                         [(e.prefix, e.target) for e in want])
+        self.assertEqual({e.task for e in got}, {"sid_recent"})
+        self.assertIn("<a_10><b_0><c_3>", got[0].prefix)
+        self.assertNotIn("<a_1><b_2><c_4>", got[0].prefix)
+        self.assertIn("<a_1><b_2><c_4><a_10><b_0><c_3>", got[1].prefix)
+        self.assertEqual(got[0].target, "<a_1><b_2><c_4>")
+
 
 class EncodeMaskTest(absltest.TestCase):
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import os
+import re
 
 from absl import logging
 
@@ -49,12 +51,50 @@ def _stem(data_dir: str, category: str, stem: str | None) -> str:
     return category + DEFAULT_WINDOW
 
 
+# The method's SIDs: three levels (<a_i><b_j><c_k>), a fourth (<d_n>) where collisions
+# were resolved by an extra level. Level L's token starts with the L-th letter.
+SID_LEVELS = (3, 4)
+_SID_TOKEN = re.compile(r"<([a-z])_(\d+)>")
+
+
+def read_text(path: str) -> str:
+    """The file as UTF-8 text; undecodable bytes raise a DataError naming the line."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(path, f"bytes {raw[e.start:e.end]!r} at offset {e.start} are not "
+                        "UTF-8; re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+                        line=line) from None
+
+
+def _check_sid_levels(sid: list, item: int, path: str, levels: int | None) -> int:
+    """The SID's level count (one of SID_LEVELS, the same for every item) and its tokens'
+    level letters (a, b, c, d in order)."""
+    if len(sid) not in SID_LEVELS:
+        raise DataError(path, f"item {item}: SID {sid!r} has {len(sid)} levels; the method's "
+                        f"SIDs have {' or '.join(map(str, SID_LEVELS))} (<a_i><b_j><c_k>"
+                        "[<d_n>]); regenerate the index with --config.sid.method=rqvae",
+                        field=str(item))
+    if levels is not None and len(sid) != levels:
+        raise DataError(path, f"item {item}: SID {sid!r} has {len(sid)} levels, earlier "
+                        f"items have {levels}; every SID needs the same number of levels",
+                        field=str(item))
+    for level, token in enumerate(sid):
+        match = _SID_TOKEN.fullmatch(token)
+        if not match or match.group(1) != "abcd"[level]:
+            raise DataError(path, f"item {item}: SID token {token!r} at level {level + 1} "
+                            f"must look like '<{'abcd'[level]}_n>'", field=str(item))
+    return len(sid)
+
+
 def _load_json(path: str) -> dict:
     if not os.path.isfile(path):
         raise DataError(path, "file not found")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(path, f"invalid JSON: {e.msg}", line=e.lineno) from None
 
@@ -75,7 +115,7 @@ def read_catalog(data_dir: str, category: str) -> Catalog:
         extra = sorted(set(sids) ^ set(meta), key=int)[:5]
         raise DataError(index_path, f"item ids differ from {os.path.basename(item_path)}: "
                         f"{extra}")
-    items = []
+    items, levels = [], None
     for i in ids:
         m = meta[str(i)]
         if not isinstance(m, dict) or "title" not in m:
@@ -85,6 +125,8 @@ def read_catalog(data_dir: str, category: str) -> Catalog:
                 isinstance(t, str) and t.startswith("<") and t.endswith(">") for t in sid)):
             raise DataError(index_path, f"item {i}: SID must be a list of '<x_n>' tokens, got "
                             f"{sid!r}", field=str(i))
+        if sid is not None:
+            levels = _check_sid_levels(sid, i, index_path, levels)
         items.append(Item(id=i, title=m["title"], description=m.get("description") or "",
                           brand=m.get("brand") or "", categories=m.get("categories") or "",
                           sid=tuple(sid) if sid is not None else None))
@@ -93,7 +135,7 @@ def read_catalog(data_dir: str, category: str) -> Catalog:
 
 def _read_split(path: str, catalog: Catalog) -> list[Sample]:
     samples = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("user_id", "history_item_id", "item_id")
                    if c not in (reader.fieldnames or [])]
@@ -101,6 +143,12 @@ def _read_split(path: str, catalog: Catalog) -> list[Sample]:
             raise DataError(path, f"missing columns {missing}; found {reader.fieldnames}")
         has_sids = "item_sid" in reader.fieldnames and catalog.has_sids
         for line, row in enumerate(reader, start=2):  # Line 1 is the header.
+            short = [c for c in COLUMNS if c in reader.fieldnames and row.get(c) is None]
+            if short:
+                raise DataError(path, f"the row has {len(reader.fieldnames) - len(short)} of "
+                                f"the header's {len(reader.fieldnames)} columns (no "
+                                f"{', '.join(short)}); complete or remove it", line=line,
+                                field=short[0])
             try:
                 history = [int(x) for x in parse_list(row["history_item_id"])]
             except (ValueError, TypeError) as e:
@@ -134,6 +182,9 @@ def _read_split(path: str, catalog: Catalog) -> list[Sample]:
                                         "ids' SIDs in index.json", line=line,
                                         field="history_item_sid")
             samples.append(Sample(user=row["user_id"], history=history, target=target))
+    if not samples:
+        raise DataError(path, "no rows after the header; a split needs at least one sample "
+                        "(remove the file to skip the split)")
     return samples
 
 
@@ -165,7 +216,7 @@ def read_minionerec(data_dir: str, category: str, stem: str | None = None,
 
 
 def _check_info(path: str, catalog: Catalog) -> None:
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(read_text(path)) as f:
         for line, text in enumerate(f, start=1):
             parts = text.rstrip("\n").split("\t")
             if len(parts) != 3:

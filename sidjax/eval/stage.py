@@ -8,12 +8,14 @@ Writes workdir/eval/:
 
 Which models: `config.evaluation.models` as 'label=path[:mode],...', or by default each
 stage export present in the workdir, in its natural mode (sft: non-thinking; reason
-and grpo: thinking). Entries already in results.json (same path, mode, split and
-example count) are not evaluated again.
+and grpo: thinking). An entry already in results.json is reused only when everything that
+changes its numbers matches (`eval_settings`: the model files, mode, split, example count,
+prompt, beam, scoring, reasoning budget, dtype); otherwise the model is evaluated again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -65,6 +67,26 @@ def _models(config: ConfigDict, workdir: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def model_fingerprint(path: str) -> str:
+    """A digest of the export directory's file names, sizes and modification times: a
+    re-exported model (a rerun stage, a different checkpoint) gets a new fingerprint."""
+    h = hashlib.sha256()
+    if os.path.isdir(path):
+        for name in sorted(os.listdir(path)):
+            info = os.stat(os.path.join(path, name))
+            h.update(f"{name}|{info.st_size}|{info.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def eval_settings(cfg: ConfigDict, path: str, mode: str, split: str, examples: int,
+                  prompt: str) -> dict:
+    """Everything that changes an entry's numbers: the cache key of results.json."""
+    return {"model": model_fingerprint(path), "path": path, "mode": mode, "split": split,
+            "examples": int(examples), "prompt": prompt, "beam": int(cfg.beam),
+            "renormalize": bool(cfg.renormalize),
+            "max_reasoning_tokens": int(cfg.max_reasoning_tokens), "dtype": str(cfg.dtype)}
+
+
 def markdown_table(entries: list[dict], ks=KS) -> str:
     head = ["model", "mode"] + [f"HR@{k}" for k in ks] + [f"NDCG@{k}" for k in ks] + [
         "invalid", "reasoning tokens"]
@@ -95,8 +117,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     if cfg.max_examples and len(samples) > cfg.max_examples:
         samples = samples[:cfg.max_examples]
     catalog, train = dataset.catalog, dataset.split("train")
-    done = {(e["label"], e.get("path"), e.get("mode"), e["split"], e["metrics"]["examples"],
-             e.get("prompt")) for e in entries}
+    done = {e["label"]: e.get("settings") for e in entries}
     by_label = {e["label"]: e for e in entries}
     for kind, metrics in baseline_metrics(catalog, train, samples, cfg.beam, cfg.seed).items():
         metrics["examples"] = len(samples)
@@ -111,8 +132,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         style = prompt_style(config)
         prompt = cfg.nonthinking_prompt if mode == "nonthinking" else "reasoning"
         prompt = prompt if style == "method" else f"{style}:{mode}"
-        if (label, path, mode, cfg.split, len(samples), prompt) in done:
-            logging.info("eval: %s (%s) already in %s.", label, mode, results_path)
+        settings = eval_settings(cfg, path, mode, cfg.split, len(samples), prompt)
+        if done.get(label) == settings:
+            logging.info("eval: %s (%s) already in %s with the same settings.", label, mode,
+                         results_path)
             continue
         model, tokenizer = load_export(path, dtype=cfg.dtype)
         result = evaluate_model(model, tokenizer, catalog, samples, mode, cfg.beam,
@@ -127,7 +150,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                 for record in result.predictions:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
         by_label[label] = {"label": label, "path": path, "mode": mode, "split": cfg.split,
-                           "prompt": prompt, "metrics": result.metrics}
+                           "prompt": prompt, "settings": settings, "metrics": result.metrics}
     order = ["popularity", "random", "transition", "last_item", "sasrec"] + [
         m[0] for m in STAGE_MODELS]
     entries = sorted(by_label.values(), key=lambda e: (order.index(e["label"])

@@ -1,0 +1,111 @@
+"""Guards around a run: config values checked up front, one run per workdir, and expected
+errors printed as one line by the command line (issue 18)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from absl.testing import absltest
+
+from sidjax import stages
+from sidjax.config_checks import ConfigError, check_config
+from sidjax.config_files import load_config
+from sidjax.train import workdir_lock as lock_lib
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+
+
+def run_main(*args, env=None):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "sidjax.main", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+class ConfigCheckTest(absltest.TestCase):
+
+    def test_every_shipped_config_passes(self):
+        for spec in ("configs/grpo.py", "configs/grpo.py:tiny", "configs/grpo.py:industrial",
+                     "configs/grpo.py:industrial_cpu", "configs/sft.py", "configs/reason.py",
+                     "configs/eval.py", "configs/sasrec.py", "configs/toy.py:tiny",
+                     "configs/rqvae.py", "configs/data.py", "configs/plan.py"):
+            check_config(load_config(spec))
+
+    def test_bad_values_name_the_field(self):
+        cases = {"train.batch_size": -32, "grpo.prompts_per_step": -4, "grpo.group_size": 1,
+                 "evaluation.beam": 0, "pipeline.stage1.train.batch_size": 0}
+        for field, value in cases.items():
+            config = load_config("configs/grpo.py:tiny", {field: value})
+            with self.assertRaisesRegex(ConfigError, f"config.{field}={value}: .*--config.{field}"):
+                check_config(config)
+
+    def test_group_of_one_is_refused_before_any_work(self):
+        workdir = self.create_tempdir().full_path
+        config = load_config("configs/grpo.py:tiny", {"grpo.group_size": 1})
+        with self.assertRaisesRegex(ConfigError, "group_size=1.*cannot learn"):
+            stages.train_and_evaluate(config, workdir)
+        self.assertEqual(os.listdir(workdir), [])  # Nothing written, no lock left behind.
+
+
+class WorkdirLockTest(absltest.TestCase):
+
+    def test_second_holder_is_refused_naming_the_first(self):
+        workdir = self.create_tempdir().full_path
+        path = os.path.join(workdir, lock_lib.LOCK_NAME)
+        with open(path, "w") as f:  # A live holder: this test's parent process.
+            json.dump({"host": socket.gethostname(), "pid": os.getppid(), "started": "t0"}, f)
+        with self.assertRaisesRegex(lock_lib.WorkdirLocked, f"process {os.getppid()} on"):
+            lock_lib.acquire(workdir)
+        self.assertTrue(os.path.exists(path))  # The holder's lock is untouched.
+
+    def test_stale_lock_is_taken_over_and_released(self):
+        workdir = self.create_tempdir().full_path
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout.strip()
+        path = os.path.join(workdir, lock_lib.LOCK_NAME)
+        with open(path, "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": int(dead), "started": "t0"}, f)
+        with self.assertLogs(level="WARNING") as logs:
+            with lock_lib.workdir_lock(workdir):
+                with open(path) as f:
+                    self.assertEqual(json.load(f)["pid"], os.getpid())
+                with lock_lib.workdir_lock(workdir):  # Re-entrant (pipeline -> stage).
+                    pass
+                self.assertTrue(os.path.exists(path))
+        self.assertFalse(os.path.exists(path))
+        self.assertIn("stale lock", "".join(logs.output))
+
+    def test_unwritable_workdir_is_one_clear_error(self):
+        parent = self.create_tempdir().full_path
+        not_a_dir = os.path.join(parent, "file")
+        open(not_a_dir, "w").close()
+        with self.assertRaisesRegex(lock_lib.WorkdirError, f"Workdir {not_a_dir}/run cannot "
+                                                           "be written .*writable --workdir"):
+            lock_lib.acquire(os.path.join(not_a_dir, "run"))
+
+
+class CommandLineErrorTest(absltest.TestCase):
+
+    def test_locked_workdir_and_bad_value_are_one_line_without_traceback(self):
+        workdir = self.create_tempdir().full_path
+        with open(os.path.join(workdir, lock_lib.LOCK_NAME), "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": "t0"}, f)
+        proc = run_main("--config=configs/toy.py:tiny", f"--workdir={workdir}")
+        self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
+        self.assertIn(f"sidjax: error: Workdir {workdir} is in use by process {os.getpid()}",
+                      proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+        proc = run_main("--config=configs/toy.py:tiny", "--config.train.batch_size=-32",
+                        f"--workdir={self.create_tempdir().full_path}")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("sidjax: error: config.train.batch_size=-32", proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+        proc = run_main("--config=configs/toy.py:tiny", "--config.train.batch_size=-32",
+                        f"--workdir={self.create_tempdir().full_path}", "--verbose")
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("Traceback", proc.stderr)
+
+
+if __name__ == "__main__":
+    absltest.main()
