@@ -1,6 +1,10 @@
 """The GRPO rollout + update loop on the shared trainer: a learnable toy reward rises, and
 micro-batch accumulation equals one batch."""
 
+import json
+import os
+import shutil
+
 import jax
 import numpy as np
 from absl.testing import absltest
@@ -17,7 +21,7 @@ from sidjax.train import optim
 TARGET, EOS, PAD = 7, 1, 0
 
 
-def _setup(workdir, steps=30, micro_batches=1, lr=3e-3):
+def _setup(workdir, steps=30, micro_batches=1, lr=3e-3, ckpt_every=0):
     model_config = get_preset("tiny", vocab_size=32, num_layers=1)
     params = init_params(model_config, jax.random.PRNGKey(0))
     cfg = default_grpo_config()
@@ -28,7 +32,8 @@ def _setup(workdir, steps=30, micro_batches=1, lr=3e-3):
     config.train.batch_size = 32
     config.train.micro_batches = micro_batches
     config.optim.lr = lr
-    config.ckpt.every_steps = 0
+    config.ckpt.every_steps = ckpt_every
+    config.ckpt.keep = 10
     config.log.progress = False
     config.log.tensorboard = False
     rng = np.random.default_rng(0)
@@ -61,6 +66,22 @@ class GrpoLoopTest(absltest.TestCase):
         self.assertLess(start, 0.15)  # ~1/32 of tokens by chance.
         self.assertGreater(end, start + 0.4)
         self.assertLen(open(f"{workdir}/rollouts.jsonl").readlines(), 30)
+
+    def test_resumed_run_rewinds_the_rollout_log(self):
+        workdir = self.create_tempdir().full_path
+        trainer, source, *_ = _setup(workdir, steps=4, ckpt_every=2)
+        trainer.fit(source)
+        trainer.close()
+        # As if killed after rollout 3 was logged but before step 4's checkpoint.
+        shutil.rmtree(os.path.join(workdir, "ckpt", "4"))
+        trainer, source, *_ = _setup(workdir, steps=4, ckpt_every=2)
+        self.assertEqual(int(trainer.state.step), 2)
+        trainer.fit(source)
+        trainer.close()
+        with open(os.path.join(workdir, "rollouts.jsonl")) as f:
+            rows = [json.loads(line) for line in f]
+        self.assertEqual([r["rollout"] for r in rows], [0, 1, 2, 3])
+        self.assertEqual([h["rollout"] for h in source.history], [0, 1, 2, 3])
 
     def test_micro_batches_equal_one_batch(self):
         workdir = self.create_tempdir().full_path

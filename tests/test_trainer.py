@@ -207,6 +207,18 @@ class OutputsTest(absltest.TestCase):
                         <= _tensorboard_tags(os.path.join(workdir, "tensorboard")))
         self.assertEqual(sorted(os.listdir(os.path.join(workdir, "ckpt"))), ["10", "20"])
 
+    def test_wall_clock_checkpoints_at_log_steps(self):
+        workdir = self.create_tempdir().full_path
+        # every_minutes so small that every log step is due; every_steps off.
+        run_toy(toy_config(**{"train.num_steps": 20, "log.every_steps": 5, "ckpt.keep": 10,
+                              "ckpt.every_minutes": 1e-9}), workdir)
+        self.assertEqual(sorted(os.listdir(os.path.join(workdir, "ckpt")), key=int),
+                         ["5", "10", "15", "20"])
+        workdir = self.create_tempdir().full_path
+        run_toy(toy_config(**{"train.num_steps": 20, "log.every_steps": 5, "ckpt.keep": 10,
+                              "ckpt.every_minutes": 60.0}), workdir)
+        self.assertEqual(os.listdir(os.path.join(workdir, "ckpt")), ["20"])
+
     def test_rerunning_a_finished_run_is_a_no_op(self):
         workdir = self.create_tempdir().full_path
         config = toy_config(**{"train.num_steps": 10, "eval.every_steps": 5})

@@ -101,7 +101,10 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
     config.eval.every_steps = -1  # -1: every epoch.
     config.eval.metric = "valid/sid_loss" if stage in (1, 2) else ""
     config.eval.mode = "min"
-    config.ckpt.every_steps = 0
+    # Periodic checkpoints on every variant, whichever comes first: a killed stage resumes
+    # from its last one instead of step 0.
+    config.ckpt.every_steps = 500
+    config.ckpt.every_minutes = 10.0
     config.ckpt.keep = 1
     config.log.every_steps = 20
 

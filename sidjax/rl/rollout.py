@@ -124,6 +124,7 @@ class RolloutSource:
         self._logp = jax.jit(functools.partial(token_logprobs, model_config,
                                                temperature=temperature))
         self.history: list[dict] = []
+        self._log_rewound = False
 
     def place_reference(self, shardings) -> None:
         if not self.ref_offload:
@@ -141,7 +142,26 @@ class RolloutSource:
         return perm[within * per:(within + 1) * per]
 
     # -------------------------------------------------------------- rollout
+    def _rewind_log(self, rollout: int) -> None:
+        """Keeps only the rows of rollouts before `rollout` in rollouts.jsonl: a run killed
+        after its last checkpoint logged rollouts that the resumed run redoes (and a fresh
+        run in a workdir left by a killed one starts from an empty log)."""
+        self._log_rewound = True
+        if not distributed.is_main() or not os.path.exists(self.log_path):
+            return
+        with open(self.log_path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        kept = [r for r in rows if int(r.get("rollout", 0)) < rollout]
+        if len(kept) != len(rows):
+            logging.info("GRPO: dropping %d logged rollouts after the restored rollout %d from "
+                         "%s.", len(rows) - len(kept), rollout, self.log_path)
+            with open(self.log_path, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in kept)
+        self.history = kept
+
     def _rollout(self, rollout: int) -> list[dict]:
+        if not self._log_rewound:
+            self._rewind_log(rollout)
         cfg, spec, group = self.cfg, self.spec, self.group
         params = self.trainer.state.params
         t0 = time.time()

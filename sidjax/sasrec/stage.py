@@ -132,7 +132,8 @@ def stage_run_config(config: ConfigDict, batches_per_epoch: int) -> ConfigDict:
                      grad_clip=1.0)
     run.eval.update(every_steps=int(cfg.eval_every_epochs) * batches_per_epoch,
                     metric="valid/hr@10", mode="max", patience=int(cfg.patience))
-    run.ckpt.every_steps = 0
+    run.ckpt.every_steps = 0  # At the end, and every 10 minutes (a killed run resumes).
+    run.ckpt.every_minutes = 10.0
     run.ckpt.keep = 1
     run.log.every_steps = max(1, batches_per_epoch)
     return run

@@ -37,6 +37,9 @@ def base_config() -> ConfigDict:
 
     c.ckpt = ConfigDict()
     c.ckpt.every_steps = 100  # 0: only at the end (and on SIGTERM).
+    # Also save when this many minutes passed since the last save (0: off), checked at
+    # log steps; whichever of the two comes first.
+    c.ckpt.every_minutes = 0.0
     c.ckpt.keep = 2
     c.ckpt.async_save = True
     # Params-only start from an earlier stage: a checkpoint directory written by the trainer

@@ -385,6 +385,9 @@ class Trainer:
     def _loop(self, step: int, data_iter, reader: "_MetricReader", writer: MetricWriter,
               sigterm: _SigtermFlag) -> int:
         ckpt_every = int(self.config.ckpt.every_steps)
+        ckpt_seconds = 60.0 * float(self.config.ckpt.get("every_minutes", 0.0) or 0.0)
+        clock_every = max(int(self.config.log.every_steps), 1)
+        last_save = time.monotonic()
         eval_every = int(self.config.eval.every_steps)
         if self.early["stopped"]:
             logging.info("This run already stopped early at step %d; nothing to do.", step)
@@ -401,9 +404,13 @@ class Trainer:
                 reader.read()
                 self._evaluate(step, writer, data_iter)
                 self.early["stopped"] = self._should_stop()
-            if (ckpt_every and step % ckpt_every == 0) or last or self.early["stopped"]:
+            due = bool(ckpt_every and step % ckpt_every == 0) or last or self.early["stopped"]
+            if not due and ckpt_seconds and step % clock_every == 0:
+                due = self._all_agree(time.monotonic() - last_save >= ckpt_seconds)
+            if due:
                 reader.read()  # Never checkpoint a state whose loss was not checked.
                 self.save(step, data_iter)
+                last_save = time.monotonic()
             if self._preemption_requested(sigterm):
                 reader.read()
                 self.save(step, data_iter)
@@ -417,6 +424,13 @@ class Trainer:
                 break
         reader.read()
         return step
+
+    @staticmethod
+    def _all_agree(flag: bool) -> bool:
+        """Process 0's clock decides for every process (each must save at the same step)."""
+        if jax.process_count() == 1:
+            return flag
+        return bool(multihost_utils.broadcast_one_to_all(np.array(flag)))
 
     def _preemption_requested(self, sigterm: _SigtermFlag) -> bool:
         if jax.process_count() == 1:
