@@ -167,6 +167,34 @@ class OpenAITeacherTest(absltest.TestCase):
         teacher.synthesize_corpora(dataset, out, cfg)
         self.assertEqual(len(stub.requests), total - 10)  # Everything cached now.
 
+    def test_failing_server_trips_the_circuit_breaker_keeping_finished_records(self):
+        stub = StubServer(fail_first=[None] * 6 + [500] * 10000)  # Six answers, then 500s.
+        self.addCleanup(stub.close)
+        dataset = _dataset_with_sids()
+        out = self.create_tempdir().full_path
+        cfg = _openai_cfg(stub.url, max_consecutive_failures=5, max_retries=5)
+        start = time.time()
+        with self.assertLogs(level="WARNING") as logs:
+            with self.assertRaisesRegex(teacher.TeacherUnavailable,
+                                        "5 failed attempts in a row .*rerun to continue"):
+                teacher.synthesize_corpora(dataset, out, cfg)
+        self.assertLess(time.time() - start, 30)
+        # The breaker, not every queued request's retries: at most a few attempts per worker.
+        self.assertLess(len(stub.requests), 6 + 5 + 4 * 2)
+        self.assertIn("attempt 1 failed", "".join(logs.output))
+        with open(os.path.join(out, "teacher_cache_v1.jsonl")) as f:
+            self.assertLen(f.readlines(), 6)  # The finished records are kept.
+
+    def test_hanging_server_gives_up_at_the_deadline(self):
+        stub = StubServer(delay=5.0)
+        self.addCleanup(stub.close)
+        client = teacher.ChatClient(stub.url, "stub", timeout_s=60.0, max_retries=5,
+                                    backoff_s=0.01, deadline_s=1.0)
+        start = time.time()
+        with self.assertRaisesRegex(teacher.TeacherUnavailable, "1s deadline"):
+            client.complete(client.payload([{"role": "user", "content": "hi"}], 0.0, 8))
+        self.assertLess(time.time() - start, 4.0)
+
     def test_gives_up_with_a_clear_error_and_rejects_bad_config(self):
         stub = StubServer(fail_first=[503] * 10)
         self.addCleanup(stub.close)

@@ -37,6 +37,7 @@ import urllib.error
 import urllib.request
 from typing import Callable, Mapping, Sequence
 
+from absl import logging
 from ml_collections import ConfigDict
 
 from sidjax.data import corpora
@@ -54,6 +55,10 @@ def default_teacher_config() -> ConfigDict:
         "prompts": PROMPTS_PATH,
         "base_url": "", "model": "", "api_key_env": "OPENAI_API_KEY",
         "concurrency": 8, "max_retries": 5, "backoff_s": 1.0, "timeout_s": 120.0,
+        # Give up on the server after this many failed attempts in a row, across all
+        # requests (a circuit breaker), or after this many seconds in all; finished records
+        # stay in the cache, so a rerun continues where this one stopped.
+        "max_consecutive_failures": 20, "deadline_s": 3600.0,
         "temperature": 0.7, "max_tokens": 1024,
     })
 
@@ -209,11 +214,22 @@ def request_key(payload: Mapping) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+class TeacherUnavailable(RuntimeError):
+    """The teacher server keeps failing (circuit breaker) or the deadline passed."""
+
+
 class ChatClient:
-    """Minimal OpenAI-compatible chat-completions client (stdlib only)."""
+    """Minimal OpenAI-compatible chat-completions client (stdlib only).
+
+    Every failed attempt is logged as it happens. Failures in a row are counted across all
+    requests (any success resets the count): at `max_consecutive_failures` the client stops
+    every request at once, and at `deadline_s` after its creation it stops too, so a server
+    that answers 500 or hangs costs minutes, not hours of retries per queued request.
+    """
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 120.0,
-                 max_retries: int = 5, backoff_s: float = 1.0):
+                 max_retries: int = 5, backoff_s: float = 1.0,
+                 max_consecutive_failures: int = 20, deadline_s: float = 3600.0):
         if not base_url or not model:
             raise ValueError("The openai teacher needs config.teacher.base_url and "
                              "config.teacher.model (e.g. http://localhost:8000/v1 and a model "
@@ -221,6 +237,11 @@ class ChatClient:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key, self.timeout_s = model, api_key, timeout_s
         self.max_retries, self.backoff_s = max_retries, backoff_s
+        self.max_consecutive_failures, self.deadline_s = max_consecutive_failures, deadline_s
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self.consecutive_failures = 0
+        self.broken: str | None = None  # Why the client stopped, once it has.
 
     def payload(self, messages: list[dict], temperature: float, max_tokens: int) -> dict:
         return {"model": self.model, "messages": messages, "temperature": temperature,
@@ -231,7 +252,8 @@ class ChatClient:
             self.url, data=json.dumps(payload).encode(), method="POST",
             headers={"Content-Type": "application/json",
                      **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})})
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+        timeout = max(0.01, min(self.timeout_s, self._time_left()))
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
         try:
             content = json.loads(body)["choices"][0]["message"]["content"]
@@ -241,20 +263,49 @@ class ChatClient:
             raise MalformedReply(f"empty or non-text content: {body[:200]!r}")
         return content
 
+    def _time_left(self) -> float:
+        return self.deadline_s - (time.monotonic() - self.started)
+
+    def _check_open(self) -> None:
+        with self._lock:
+            if self.broken is None and self._time_left() <= 0:
+                self.broken = (f"the {self.deadline_s:.0f}s deadline "
+                               "(config.teacher.deadline_s) passed")
+            if self.broken:
+                raise TeacherUnavailable(f"{self.url}: stopped, {self.broken}. Finished "
+                                         "records are cached; rerun to continue.")
+
+    def _failed(self, error: Exception, attempt: int) -> None:
+        with self._lock:
+            self.consecutive_failures += 1
+            logging.warning("Teacher %s: attempt %d failed (%s); %d failures in a row.",
+                            self.url, attempt + 1, error, self.consecutive_failures)
+            if (self.broken is None
+                    and self.consecutive_failures >= self.max_consecutive_failures):
+                self.broken = (f"{self.consecutive_failures} failed attempts in a row "
+                               f"(config.teacher.max_consecutive_failures), last: {error}")
+
     def complete(self, payload: dict, parse: Callable[[str], object] = lambda s: s):
         """POSTs with retries on 429/5xx, network errors and replies `parse` rejects."""
         last_error: Exception | None = None
         for attempt in range(self.max_retries + 1):
+            self._check_open()
             try:
-                return parse(self._post(payload))
+                result = parse(self._post(payload))
+                with self._lock:
+                    self.consecutive_failures = 0
+                return result
             except urllib.error.HTTPError as e:
                 if e.code != 429 and e.code < 500:
                     raise RuntimeError(f"{self.url} refused the request: HTTP {e.code} "
                                        f"{e.read()[:200]!r}") from e
                 last_error = e
-            except (urllib.error.URLError, TimeoutError, ConnectionError, MalformedReply) as e:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError,
+                    MalformedReply) as e:
                 last_error = e
-            time.sleep(self.backoff_s * 2 ** attempt)
+            self._failed(last_error, attempt)
+            self._check_open()
+            time.sleep(max(0.0, min(self.backoff_s * 2 ** attempt, self._time_left())))
         raise RuntimeError(f"{self.url}: gave up after {self.max_retries + 1} attempts; last "
                            f"error: {last_error}")
 
@@ -295,7 +346,8 @@ def _remote_corpora(dataset: Dataset, samples: Sequence[Sample], cfg: ConfigDict
     with open(cfg.prompts, encoding="utf-8") as f:
         templates = json.load(f)
     client = ChatClient(cfg.base_url, cfg.model, os.environ.get(cfg.api_key_env, ""),
-                        cfg.timeout_s, cfg.max_retries, cfg.backoff_s)
+                        cfg.timeout_s, cfg.max_retries, cfg.backoff_s,
+                        cfg.max_consecutive_failures, cfg.deadline_s)
     cache = ResumableCache(os.path.join(out_dir, f"teacher_cache_v{templates['version']}.jsonl"))
     catalog = dataset.catalog
 
