@@ -22,14 +22,14 @@ from ml_collections import config_flags
 from sidjax import stages
 from sidjax.config_checks import ConfigError
 from sidjax.data.types import DataError
-from sidjax.train.trainer import Preempted
+from sidjax.train.trainer import CheckpointSaveError, Preempted
 from sidjax.train.workdir_lock import WorkdirError
 
 # 128 + SIGTERM: schedulers read this as "killed by SIGTERM", so requeue logic applies.
 PREEMPTED_EXIT_CODE = 143
 # Bad data, a bad config value or an unusable workdir: the user's to fix, not a crash.
 USER_ERROR_EXIT_CODE = 2
-USER_ERRORS = (DataError, ConfigError, WorkdirError)
+USER_ERRORS = (DataError, ConfigError, WorkdirError, CheckpointSaveError)
 TRACEBACK_ENV = "SIDJAX_TRACEBACK"
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -219,6 +219,48 @@ class OutputsTest(absltest.TestCase):
                               "ckpt.every_minutes": 60.0}), workdir)
         self.assertEqual(os.listdir(os.path.join(workdir, "ckpt")), ["20"])
 
+    def test_failed_save_stops_the_run_naming_path_and_cause(self):
+        workdir = self.create_tempdir().full_path
+        config = toy_config(**{"train.num_steps": 40, "log.every_steps": 5, "ckpt.keep": 10,
+                               "ckpt.every_steps": 10})
+        train, evals = regression.split_data(config.toy)
+        trainer = trainer_lib.Trainer(config, workdir, regression.make_task(config.toy, evals))
+        batches = BatchIterator(train, config.train.batch_size, seed=config.seed)
+        ckpt_dir = os.path.join(workdir, "ckpt")
+        kept = os.path.join(workdir, "kept")
+
+        class BreakDiskAfter:
+            """After 15 batches the checkpoint directory becomes a file (a real OSError,
+            even for root, which ignores read-only permissions)."""
+            def __init__(self):
+                self.n = 0
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                self.n += 1
+                if self.n == 15:
+                    trainer.manager.wait_until_finished()
+                    os.rename(ckpt_dir, kept)
+                    open(ckpt_dir, "w").close()
+                return next(batches)
+
+            def get_state(self):
+                return batches.get_state()
+
+            def set_state(self, state):
+                batches.set_state(state)
+
+        with self.assertRaisesRegex(trainer_lib.CheckpointSaveError,
+                                    f"A checkpoint save in {ckpt_dir} failed \\(stopped at "
+                                    "step (20|25|30)\\): NotADirectoryError.*last good "
+                                    "checkpoint is step 10.*rerun"):
+            trainer.fit(BreakDiskAfter())
+        # Stopped within one checkpoint interval of the failed step-20 save, not at step 40.
+        self.assertLessEqual(int(trainer.state.step), 30)
+        self.assertEqual(sorted(os.listdir(kept)), ["10"])
+
     def test_rerunning_a_finished_run_is_a_no_op(self):
         workdir = self.create_tempdir().full_path
         config = toy_config(**{"train.num_steps": 10, "eval.every_steps": 5})

@@ -81,6 +81,11 @@ class Preempted(RuntimeError):
         self.step = step
 
 
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (full disk, read-only or vanished directory). The
+    run stops at once; earlier checkpoints are left as they were."""
+
+
 @dataclasses.dataclass
 class TrainResult:
     state: TrainState
@@ -350,8 +355,27 @@ class Trainer:
         """Checkpoints the current state as `step` (once: a step already saved is kept)."""
         if step in self.manager.all_steps():
             return
-        ckpt_lib.save(self.manager, step, self.state.params, self.state.rest(),
-                      self._meta(data_iter))
+        self._save_or_stop(self.manager, step, lambda: ckpt_lib.save(
+            self.manager, step, self.state.params, self.state.rest(), self._meta(data_iter)))
+
+    def _save_or_stop(self, manager, step: int, save_fn) -> None:
+        """Runs `save_fn` and checks the manager's earlier background saves: a failed save
+        (now or an async one that finished since) stops the run with one line naming the
+        directory and the cause, instead of training on without checkpoints."""
+        try:
+            manager.check_for_errors()
+            save_fn()
+            manager.check_for_errors()
+        except Exception as e:  # orbax wraps OSErrors in its own types.
+            cause = e
+            while cause.__cause__ is not None and not isinstance(cause, OSError):
+                cause = cause.__cause__
+            good = [s for s in manager.all_steps() if s < step]
+            raise CheckpointSaveError(
+                f"A checkpoint save in {manager.directory} failed (stopped at step {step}): "
+                f"{type(cause).__name__}: {cause}. The last good checkpoint is "
+                f"{'step ' + str(max(good)) if good else 'none'}; free space or fix the "
+                "directory, then rerun the same command to resume.") from e
 
     # ------------------------------------------------------------------ loop
     def fit(self, data_iter: Iterator[Mapping[str, np.ndarray]]) -> TrainResult:
@@ -404,6 +428,10 @@ class Trainer:
                 reader.read()
                 self._evaluate(step, writer, data_iter)
                 self.early["stopped"] = self._should_stop()
+            if step % clock_every == 0:  # A background save that failed stops the run here.
+                for manager in (self.manager, self.best_manager):
+                    if manager is not None:
+                        self._save_or_stop(manager, step, lambda: None)
             due = bool(ckpt_every and step % ckpt_every == 0) or last or self.early["stopped"]
             if not due and ckpt_seconds and step % clock_every == 0:
                 due = self._all_agree(time.monotonic() - last_save >= ckpt_seconds)
@@ -460,8 +488,9 @@ class Trainer:
             if best is None or sign * value < sign * best:
                 self.early.update(best_value=value, best_step=step, bad_evals=0)
                 if step not in self.best_manager.all_steps():
-                    ckpt_lib.save(self.best_manager, step, self.state.params, None,
-                                  self._meta(data_iter))
+                    self._save_or_stop(self.best_manager, step, lambda: ckpt_lib.save(
+                        self.best_manager, step, self.state.params, None,
+                        self._meta(data_iter)))
             else:
                 self.early["bad_evals"] += 1
         if self.task.post_eval_fn is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 
@@ -71,6 +72,17 @@ def _try_create(workdir: str, path: str) -> bool:
                            f"{e.filename or workdir}); pass a writable --workdir.") from e
 
 
+LOW_SPACE_BYTES = 2 << 30
+
+
+def _warn_if_low_space(workdir: str) -> None:
+    free = shutil.disk_usage(workdir).free
+    if free < LOW_SPACE_BYTES:
+        logging.warning("Workdir %s: only %.2f GiB free; checkpoints and exports may not fit "
+                        "(a failed save stops the run, keeping the last good checkpoint).",
+                        workdir, free / 2**30)
+
+
 def acquire(workdir: str) -> str:
     """Takes the lock (or raises WorkdirLocked / WorkdirError); returns the lock path."""
     path = os.path.join(workdir, LOCK_NAME)
@@ -80,6 +92,7 @@ def acquire(workdir: str) -> str:
     for _ in range(2):
         if _try_create(workdir, path):
             _held[path] = 1
+            _warn_if_low_space(workdir)
             return path
         holder = _read(path)
         host, pid = holder.get("host", "?"), int(holder.get("pid", -1) or -1)
