@@ -75,10 +75,10 @@ class LibraryApiTest(absltest.TestCase):
     def test_cpu_recipe_and_paper_settings(self):
         """The from-scratch CPU recipe changes scoring and the stage-1 mixture; the paper
         variant keeps the method's (full-vocabulary scores, unweighted tasks)."""
-        for variant in ("", "tiny", "industrial_cpu"):
+        for variant, share in (("", 0.2), ("tiny", 0.3), ("industrial_cpu", 0.3)):
             config = load_config(os.path.join(REPO, f"configs/grpo.py:{variant}"))
             self.assertTrue(config.evaluation.renormalize, variant)
-            self.assertEqual(config.sft.item_fact_share, 0.3, variant)
+            self.assertEqual(config.sft.item_fact_share, share, variant)
             self.assertEqual(config.pipeline.stage1.eval.metric, "valid/hr@10", variant)
         paper = load_config(os.path.join(REPO, "configs/grpo.py:industrial"))
         self.assertFalse(paper.evaluation.renormalize)
