@@ -1,12 +1,16 @@
 """Evaluation: reasoning cut, SID baselines, and beam-search evaluation of a tiny model in both
 modes (every prediction a catalog SID, metrics consistent with the per-example ranks)."""
 
+import os
+import signal
+
 import jax
 import numpy as np
 from absl.testing import absltest
 
 from sidjax.data.synthetic import SyntheticConfig, generate
 from sidjax.eval import evaluate
+from sidjax.eval import stage as eval_stage
 from sidjax.eval.metrics import ranking_metrics
 from sidjax.model.config import get_preset
 from sidjax.model.model import Model, init_params
@@ -65,6 +69,39 @@ class EvaluateTest(absltest.TestCase):
             self.assertEqual(ranks["hr@5"], out.metrics["hr@5"])
         self.assertGreater(out.metrics["mean_reasoning_tokens"], 0)
         self.assertLessEqual(out.metrics["mean_reasoning_tokens"], 8)
+
+    def test_sigterm_mid_evaluation_saves_chunks_and_resumes_to_the_same_result(self):
+        samples = self.data.split("test")[:10]
+        calls, signalled = [], []
+
+        def run(rows):
+            calls.append(len(rows))
+            if len(calls) == 2 and not signalled:  # SIGTERM during the second chunk.
+                signalled.append(True)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return evaluate.evaluate_model(self.model, self.tokenizer, self.data.catalog, rows,
+                                           "thinking", beam=5, batch_size=4,
+                                           max_reasoning_tokens=4)
+
+        out_dir = self.create_tempdir().full_path
+        settings = {"beam": 5, "model": "m"}
+        with self.assertRaisesRegex(eval_stage.EvaluationInterrupted,
+                                    "after 8 of 10 rows; progress saved in .*partial_m.jsonl"):
+            eval_stage._evaluate_in_chunks("m", settings, out_dir, 10, run, samples, 4)
+        with open(os.path.join(out_dir, "partial_m.jsonl")) as f:
+            self.assertLen(f.readlines(), 1 + 8)
+        calls.clear()
+        resumed = eval_stage._evaluate_in_chunks("m", settings, out_dir, 10, run, samples, 4)
+        self.assertEqual(calls, [2])  # Only the rows not saved yet.
+        once = evaluate.evaluate_model(self.model, self.tokenizer, self.data.catalog, samples,
+                                       "thinking", beam=5, batch_size=4, max_reasoning_tokens=4)
+        self.assertEqual([r["top_sids"] for r in resumed.predictions],
+                         [r["top_sids"] for r in once.predictions])
+        for key in ("hr@1", "hr@5", "ndcg@5", "mean_reasoning_tokens", "examples"):
+            self.assertEqual(resumed.metrics[key], once.metrics[key], key)
+        calls.clear()  # Other settings: the saved rows are not reused.
+        eval_stage._evaluate_in_chunks("m", {"beam": 3}, out_dir, 10, run, samples, 4)
+        self.assertEqual(calls, [4, 4, 2])
 
     def test_baselines_by_sid_string(self):
         catalog = self.data.catalog

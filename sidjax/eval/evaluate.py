@@ -134,16 +134,26 @@ def evaluate_model(model: Model, tokenizer, catalog: Catalog, samples: Sequence[
             records.append(_prediction_record(catalog, s, sids[n], result.scores[n], reasoning[n]))
     records = distributed.gather_objects(records)
     reasoning_lengths = distributed.gather_objects(reasoning_lengths)
+    if reasoning_lengths:
+        for record, length in zip(records, reasoning_lengths):
+            record["reasoning_tokens"] = int(length)
+    metrics = metrics_from_records(records, ks)
+    metrics["seconds"] = time.time() - start
+    return EvalOutput(metrics, records)
+
+
+def metrics_from_records(records: Sequence[dict], ks: Sequence[int] = KS) -> dict:
+    """HR@K / NDCG@K, the invalid-beam rate and the mean reasoning length of per-example
+    records (so an evaluation done in chunks scores exactly as one done at once)."""
     predictions = [r["top_sids"] for r in records]
     targets = [r["target_sid"] for r in records]
     metrics = ranking_metrics(predictions, targets, ks)
     beams = sum(len(p) for p in predictions)
     metrics["invalid_rate"] = sum(p is None for row in predictions for p in row) / max(beams, 1)
-    metrics["mean_reasoning_tokens"] = float(np.mean(reasoning_lengths)) if reasoning_lengths \
-        else 0.0
+    lengths = [r["reasoning_tokens"] for r in records if "reasoning_tokens" in r]
+    metrics["mean_reasoning_tokens"] = float(np.mean(lengths)) if lengths else 0.0
     metrics["examples"] = len(records)
-    metrics["seconds"] = time.time() - start
-    return EvalOutput(metrics, records)
+    return metrics
 
 
 def _prediction_record(catalog: Catalog, s: Sample, sids: list, scores, reasoning: str) -> dict:

@@ -18,14 +18,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 from absl import logging
 from ml_collections import ConfigDict
 
-from sidjax.eval.evaluate import MODES, baseline_metrics, evaluate_model
+from sidjax.eval.evaluate import (MODES, EvalOutput, baseline_metrics, evaluate_model,
+                                  metrics_from_records)
 from sidjax.eval.metrics import KS
 from sidjax.sasrec import stage as sasrec_stage
 from sidjax.train import distributed
+from sidjax.train.trainer import Preempted, SigtermFlag
+
+
+class EvaluationInterrupted(Preempted):
+    """SIGTERM during evaluation: finished chunks are saved; rerun to continue."""
+
+    def __init__(self, label: str, done: int, total: int, path: str):
+        RuntimeError.__init__(
+            self, f"Evaluation of {label} interrupted (SIGTERM) after {done} of {total} rows; "
+            f"progress saved in {path}. Rerun the same command to continue.")
+        self.step = done
 
 STAGE_MODELS = (("stage1", "sft", "nonthinking"), ("stage2", "reason", "thinking"),
                 ("stage3", "grpo", "thinking"))
@@ -48,7 +61,60 @@ def default_eval_config() -> ConfigDict:
         "nonthinking_prompt": "eval",
         "dtype": "float32",
         "seed": 0,
+        # Rows per saved chunk: progress goes to eval/partial_<label>.jsonl after each, so a
+        # SIGTERM (or a kill) loses at most one chunk and a rerun continues from there.
+        "chunk_rows": 512,
     })
+
+
+def _read_partial(path: str, settings: dict) -> list[dict]:
+    """Records of an interrupted evaluation with the same settings (else none)."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        lines = f.readlines()
+    if not lines or json.loads(lines[0]).get("settings") != settings:
+        return []
+    for line in lines[1:]:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # A line cut by a kill: that chunk is redone.
+            break
+    return records
+
+
+def _evaluate_in_chunks(label: str, settings: dict, out_dir: str, total: int, evaluate,
+                        samples: list, chunk_rows: int):
+    """`evaluate(rows)` over `samples` in chunks of `chunk_rows`, each appended to
+    eval/partial_<label>.jsonl; resumes from that file; on SIGTERM stops after the current
+    chunk (EvaluationInterrupted). Returns an EvalOutput over all rows."""
+    path = os.path.join(out_dir, f"partial_{label}.jsonl")
+    records = _read_partial(path, settings)
+    done = len(records) // chunk_rows * chunk_rows  # Whole chunks only.
+    records = records[:done]
+    if done:
+        logging.info("eval: %s resumes after %d of %d rows (%s).", label, done, total, path)
+    if distributed.is_main():
+        os.makedirs(out_dir, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(json.dumps({"settings": settings}) + "\n")
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    start = time.time()
+    with SigtermFlag("SIGTERM received: finishing this evaluation chunk and stopping.") as flag:
+        for first in range(done, total, chunk_rows):
+            out = evaluate(samples[first:first + chunk_rows])
+            records += out.predictions
+            if distributed.is_main():
+                with open(path, "a") as f:
+                    f.writelines(json.dumps(r, ensure_ascii=False) + "\n"
+                                 for r in out.predictions)
+            stop = distributed.global_max(int(flag.received)) > 0  # Every process agrees.
+            if stop and first + chunk_rows < total:
+                raise EvaluationInterrupted(label, len(records), total, path)
+    metrics = metrics_from_records(records)
+    metrics["seconds"] = time.time() - start
+    return EvalOutput(metrics, records)
 
 
 def _models(config: ConfigDict, workdir: str) -> list[tuple[str, str, str]]:
@@ -138,9 +204,13 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                          results_path)
             continue
         model, tokenizer = load_export(path, dtype=cfg.dtype)
-        result = evaluate_model(model, tokenizer, catalog, samples, mode, cfg.beam,
-                                cfg.batch_size, cfg.max_reasoning_tokens, cfg.renormalize,
-                                nonthinking_variant=cfg.nonthinking_prompt, style=style)
+        result = _evaluate_in_chunks(
+            label, settings, out_dir, len(samples),
+            lambda rows: evaluate_model(
+                model, tokenizer, catalog, rows, mode, cfg.beam, cfg.batch_size,
+                cfg.max_reasoning_tokens, cfg.renormalize,
+                nonthinking_variant=cfg.nonthinking_prompt, style=style),
+            samples, int(cfg.get("chunk_rows", 0) or len(samples) or 1))
         logging.info("eval: %s (%s) on %d %s examples: HR@10 %.4f NDCG@10 %.4f in %.0fs.",
                      label, mode, len(samples), cfg.split, result.metrics.get("hr@10", 0.0),
                      result.metrics.get("ndcg@10", 0.0), result.metrics["seconds"])
@@ -151,6 +221,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
         by_label[label] = {"label": label, "path": path, "mode": mode, "split": cfg.split,
                            "prompt": prompt, "settings": settings, "metrics": result.metrics}
+        partial = os.path.join(out_dir, f"partial_{label}.jsonl")
+        if distributed.is_main() and os.path.exists(partial):
+            os.remove(partial)
     order = ["popularity", "random", "transition", "last_item", "sasrec"] + [
         m[0] for m in STAGE_MODELS]
     entries = sorted(by_label.values(), key=lambda e: (order.index(e["label"])

@@ -97,12 +97,13 @@ class TrainResult:
     steps_per_sec: float  # Steady state: measured after the first (compiling) step.
 
 
-class _SigtermFlag:
-    """Records SIGTERM (preemption) so the loop can checkpoint and exit cleanly."""
+class SigtermFlag:
+    """Records SIGTERM (preemption) so a loop can save its progress and exit cleanly."""
 
-    def __init__(self):
+    def __init__(self, message: str = "SIGTERM received: saving a checkpoint and stopping."):
         self.received = False
         self._previous = None
+        self.message = message
 
     def __enter__(self):
         try:
@@ -112,7 +113,7 @@ class _SigtermFlag:
         return self
 
     def _handle(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        logging.warning("%s", self.message)
         self.received = True
 
     def __exit__(self, *exc):
@@ -390,7 +391,7 @@ class Trainer:
         progress = Progress(self.num_steps, start, enabled=bool(self.config.log.progress))
         reader = _MetricReader(self, writer, progress)
         try:
-            with _SigtermFlag() as sigterm, jax.set_mesh(self.mesh):
+            with SigtermFlag() as sigterm, jax.set_mesh(self.mesh):
                 step = self._loop(start, data_iter, reader, writer, sigterm)
         finally:
             # Let in-flight async saves land even when the run fails (e.g. non-finite loss).
@@ -407,7 +408,7 @@ class Trainer:
         )
 
     def _loop(self, step: int, data_iter, reader: "_MetricReader", writer: MetricWriter,
-              sigterm: _SigtermFlag) -> int:
+              sigterm: SigtermFlag) -> int:
         ckpt_every = int(self.config.ckpt.every_steps)
         ckpt_seconds = 60.0 * float(self.config.ckpt.get("every_minutes", 0.0) or 0.0)
         clock_every = max(int(self.config.log.every_steps), 1)
@@ -460,7 +461,7 @@ class Trainer:
             return flag
         return bool(multihost_utils.broadcast_one_to_all(np.array(flag)))
 
-    def _preemption_requested(self, sigterm: _SigtermFlag) -> bool:
+    def _preemption_requested(self, sigterm: SigtermFlag) -> bool:
         if jax.process_count() == 1:
             return sigterm.received
         # Every process must agree to stop at the same step, or collectives deadlock.
