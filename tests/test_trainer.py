@@ -1,11 +1,14 @@
 """The shared trainer on the toy regression task, over 8 simulated devices."""
 
+import collections
 import glob
 import json
 import os
 import struct
+from unittest import mock
 
 import chex
+import jax
 import numpy as np
 from absl.testing import absltest
 from jax.sharding import PartitionSpec as P
@@ -260,6 +263,25 @@ class OutputsTest(absltest.TestCase):
         # Stopped within one checkpoint interval of the failed step-20 save, not at step 40.
         self.assertLessEqual(int(trainer.state.step), 30)
         self.assertEqual(sorted(os.listdir(kept)), ["10"])
+
+    def test_free_space_below_the_planned_checkpoints_is_warned(self):
+        workdir = self.create_tempdir().full_path
+        config = toy_config(**{"ckpt.keep": 2})
+        train, evals = regression.split_data(config.toy)
+        trainer = trainer_lib.Trainer(config, workdir, regression.make_task(config.toy, evals))
+        leaves = jax.tree.leaves
+        params = sum(x.size * x.dtype.itemsize for x in leaves(trainer.abstract_state.params))
+        rest = sum(x.size * x.dtype.itemsize for x in leaves(trainer.abstract_state.rest()))
+        # Two kept states and one being written, plus a params-only best/ (eval.metric set?).
+        best = params if trainer.best_manager is not None else 0
+        self.assertEqual(trainer.planned_checkpoint_bytes(), 3 * (params + rest) + best)
+        disk = collections.namedtuple("usage", "total used free")
+        with mock.patch.object(trainer_lib.shutil, "disk_usage",
+                               return_value=disk(10**9, 10**9 - 100, 100)):
+            with self.assertLogs(level="WARNING") as logs:
+                trainer.init_or_restore()
+        self.assertIn("planned checkpoints need about", "".join(logs.output))
+        trainer.close()
 
     def test_rerunning_a_finished_run_is_a_no_op(self):
         workdir = self.create_tempdir().full_path

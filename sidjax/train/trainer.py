@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import time
 from typing import Any, Callable, Iterator, Mapping
@@ -344,7 +345,29 @@ class Trainer:
             else:
                 self.state = self._create(self._rng)
                 logging.info("Fresh start (no checkpoint in %s).", self.manager.directory)
+        self._check_free_space()
         return self.state
+
+    def planned_checkpoint_bytes(self) -> int:
+        """Bytes the kept checkpoints need: `ckpt.keep` full states (params, optimiser state,
+        step, rng) plus one params-only `best/`, plus one full state being written."""
+        def nbytes(tree):
+            return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+                       for x in jax.tree.leaves(tree))
+        full = nbytes(self.abstract_state.params) + nbytes(self.abstract_state.rest())
+        best = nbytes(self.abstract_state.params) if self.best_manager is not None else 0
+        return (int(self.config.ckpt.keep) + 1) * full + best
+
+    def _check_free_space(self) -> None:
+        needed = self.planned_checkpoint_bytes()
+        directory = os.path.dirname(os.path.abspath(self.manager.directory))
+        free = shutil.disk_usage(directory).free
+        if free < needed:
+            logging.warning(
+                "Only %.2f GiB free under %s, the planned checkpoints need about %.2f GiB "
+                "(ckpt.keep=%d): a save that does not fit stops the run. Free space or lower "
+                "ckpt.keep.", free / 2**30, directory, needed / 2**30,
+                int(self.config.ckpt.keep))
 
     def _meta(self, data_iter) -> dict:
         meta = {"early": self.early, "eval": self.last_eval}
