@@ -109,3 +109,37 @@ class CommandLineErrorTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+class FailedSaveCommandLineTest(absltest.TestCase):
+
+    def test_disk_fault_mid_run_is_one_line_and_a_prompt_exit(self):
+        """The checkpoint directory becomes a file after the first save (a real OSError even
+        for root): the run stops with one line, and the process exits at once instead of
+        waiting five minutes in orbax's background threads."""
+        import time
+        workdir = self.create_tempdir().full_path
+        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sidjax.main", "--config=configs/toy.py:tiny",
+             f"--workdir={workdir}", "--config.train.num_steps=3000",
+             "--config.ckpt.every_steps=100", "--config.ckpt.keep=5",
+             "--config.eval.every_steps=0", "--config.log.every_steps=10",
+             "--config.log.progress=False"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = os.path.join(workdir, "ckpt", "100")
+        deadline = time.time() + 300
+        while not os.path.isdir(first):
+            self.assertIsNone(proc.poll(), "the run ended before its first checkpoint")
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.005)
+        os.rename(os.path.join(workdir, "ckpt"), os.path.join(workdir, "kept"))
+        open(os.path.join(workdir, "ckpt"), "w").close()
+        broke = time.time()
+        _, stderr = proc.communicate(timeout=240)
+        self.assertLess(time.time() - broke, 120)
+        self.assertEqual(proc.returncode, 2, stderr[-2000:])
+        self.assertRegex(stderr, r"sidjax: error: A checkpoint save in .*ckpt failed \(stopped at "
+                                 r"step \d+\): NotADirectoryError.*last good checkpoint is step "
+                                 r"\d+")
+        self.assertIn("100", os.listdir(os.path.join(workdir, "kept")))
