@@ -143,3 +143,29 @@ class FailedSaveCommandLineTest(absltest.TestCase):
                                  r"step \d+\): NotADirectoryError.*last good checkpoint is step "
                                  r"\d+")
         self.assertIn("100", os.listdir(os.path.join(workdir, "kept")))
+
+
+class ConcurrentRunsTest(absltest.TestCase):
+
+    def test_second_real_run_in_the_same_workdir_is_refused(self):
+        import time
+        workdir = self.create_tempdir().full_path
+        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        args = [sys.executable, "-m", "sidjax.main", "--config=configs/toy.py:tiny",
+                f"--workdir={workdir}", "--config.train.num_steps=100000",
+                "--config.log.progress=False"]
+        first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        self.addCleanup(first.kill)
+        lock = os.path.join(workdir, lock_lib.LOCK_NAME)
+        deadline = time.time() + 120
+        while not os.path.exists(lock):
+            self.assertIsNone(first.poll(), "the first run ended before taking the lock")
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.01)
+        second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=300)
+        self.assertEqual(second.returncode, 2, second.stderr[-2000:])
+        self.assertIn(f"is in use by process {first.pid} on {socket.gethostname()}",
+                      second.stderr)
+        self.assertIsNone(first.poll())  # The first run carries on.
