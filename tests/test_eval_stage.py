@@ -87,11 +87,11 @@ class EvaluateTest(absltest.TestCase):
         settings = {"beam": 5, "model": "m"}
         with self.assertRaisesRegex(eval_stage.EvaluationInterrupted,
                                     "after 8 of 10 rows; progress saved in .*partial_m.jsonl"):
-            eval_stage._evaluate_in_chunks("m", settings, out_dir, 10, run, samples, 4)
+            eval_stage._evaluate_in_chunks("m", settings, out_dir, run, samples, 4)
         with open(os.path.join(out_dir, "partial_m.jsonl")) as f:
             self.assertLen(f.readlines(), 1 + 8)
         calls.clear()
-        resumed = eval_stage._evaluate_in_chunks("m", settings, out_dir, 10, run, samples, 4)
+        resumed = eval_stage._evaluate_in_chunks("m", settings, out_dir, run, samples, 4)
         self.assertEqual(calls, [2])  # Only the rows not saved yet.
         once = evaluate.evaluate_model(self.model, self.tokenizer, self.data.catalog, samples,
                                        "thinking", beam=5, batch_size=4, max_reasoning_tokens=4)
@@ -100,7 +100,7 @@ class EvaluateTest(absltest.TestCase):
         for key in ("hr@1", "hr@5", "ndcg@5", "mean_reasoning_tokens", "examples"):
             self.assertEqual(resumed.metrics[key], once.metrics[key], key)
         calls.clear()  # Other settings: the saved rows are not reused.
-        eval_stage._evaluate_in_chunks("m", {"beam": 3}, out_dir, 10, run, samples, 4)
+        eval_stage._evaluate_in_chunks("m", {"beam": 3}, out_dir, run, samples, 4)
         self.assertEqual(calls, [4, 4, 2])
 
     def test_baselines_by_sid_string(self):

@@ -84,12 +84,16 @@ def _read_partial(path: str, settings: dict) -> list[dict]:
     return records
 
 
-def _evaluate_in_chunks(label: str, settings: dict, out_dir: str, total: int, evaluate,
-                        samples: list, chunk_rows: int):
+def _partial_path(out_dir: str, label: str) -> str:
+    return os.path.join(out_dir, f"partial_{label}.jsonl")
+
+
+def _evaluate_in_chunks(label: str, settings: dict, out_dir: str, evaluate, samples: list,
+                        chunk_rows: int):
     """`evaluate(rows)` over `samples` in chunks of `chunk_rows`, each appended to
     eval/partial_<label>.jsonl; resumes from that file; on SIGTERM stops after the current
     chunk (EvaluationInterrupted). Returns an EvalOutput over all rows."""
-    path = os.path.join(out_dir, f"partial_{label}.jsonl")
+    path, total = _partial_path(out_dir, label), len(samples)
     records = _read_partial(path, settings)
     done = len(records) // chunk_rows * chunk_rows  # Whole chunks only.
     records = records[:done]
@@ -205,7 +209,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
             continue
         model, tokenizer = load_export(path, dtype=cfg.dtype)
         result = _evaluate_in_chunks(
-            label, settings, out_dir, len(samples),
+            label, settings, out_dir,
             lambda rows: evaluate_model(
                 model, tokenizer, catalog, rows, mode, cfg.beam, cfg.batch_size,
                 cfg.max_reasoning_tokens, cfg.renormalize,
@@ -221,7 +225,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
         by_label[label] = {"label": label, "path": path, "mode": mode, "split": cfg.split,
                            "prompt": prompt, "settings": settings, "metrics": result.metrics}
-        partial = os.path.join(out_dir, f"partial_{label}.jsonl")
+        partial = _partial_path(out_dir, label)
         if distributed.is_main() and os.path.exists(partial):
             os.remove(partial)
     order = ["popularity", "random", "transition", "last_item", "sasrec"] + [

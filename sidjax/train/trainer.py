@@ -452,13 +452,14 @@ class Trainer:
                 reader.read()
                 self._evaluate(step, writer, data_iter)
                 self.early["stopped"] = self._should_stop()
-            if step % clock_every == 0:  # A background save that failed stops the run here.
+            due = bool(ckpt_every and step % ckpt_every == 0) or last or self.early["stopped"]
+            if step % clock_every == 0:
+                # A background save that failed stops the run here.
                 for manager in (self.manager, self.best_manager):
                     if manager is not None:
                         self._save_or_stop(manager, step, lambda: None)
-            due = bool(ckpt_every and step % ckpt_every == 0) or last or self.early["stopped"]
-            if not due and ckpt_seconds and step % clock_every == 0:
-                due = self._all_agree(time.monotonic() - last_save >= ckpt_seconds)
+                if not due and ckpt_seconds:
+                    due = self._all_agree(time.monotonic() - last_save >= ckpt_seconds)
             if due:
                 reader.read()  # Never checkpoint a state whose loss was not checked.
                 self.save(step, data_iter)
