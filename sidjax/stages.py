@@ -20,8 +20,8 @@ STAGES: dict[str, str] = {
     "eval": "sidjax.eval.stage:train_and_evaluate",
     "grpo": "sidjax.rl.stage:train_and_evaluate",
     "pipeline": "sidjax.pipeline.run:train_and_evaluate",
-    "plan": "sidjax.train.plan:train_and_evaluate",
-    "prepare_data": "sidjax.data.prepare:train_and_evaluate",
+    "plan": "sidjax.plan.stage:train_and_evaluate",
+    "prepare_data": "sidjax.prepare.stage:train_and_evaluate",
     "sid": "sidjax.sid.stage:train_and_evaluate",
     "sasrec": "sidjax.sasrec.stage:train_and_evaluate",
 }

@@ -6,7 +6,8 @@ from absl.testing import absltest
 from sidjax.config_files import load_config
 from sidjax.model.config import get_preset
 from sidjax.model.model import init_sharded_params
-from sidjax.train import plan
+from sidjax.plan import memory as plan
+from sidjax.plan import stage as plan_stage
 from sidjax.train.mesh import make_mesh
 
 
@@ -41,7 +42,7 @@ class PlanTest(absltest.TestCase):
 
     def test_plan_stage_runs(self):
         config = load_config("configs/plan.py", {"plan.model": "small", "mesh.shape.fsdp": 8})
-        out = plan.train_and_evaluate(config, self.create_tempdir().full_path)
+        out = plan_stage.train_and_evaluate(config, self.create_tempdir().full_path)
         self.assertEqual(set(out), {"sft", "grpo"})
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 from absl.testing import absltest
 
-from sidjax.data import prompts, tasks
+from sidjax.tasks import examples as tasks, prompts
 from sidjax.data.types import Catalog, Dataset, Item, Sample
 from sidjax.model.tokenizer import add_sid_tokens, train_tokenizer
 

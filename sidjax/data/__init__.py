@@ -1,4 +1,6 @@
-"""Data layer: catalogs and splits (`types.py`), readers (`minionerec.py`, `amazon.py`,
-`movielens.py`, chosen by `sources.py`), the synthetic default store (`synthetic.py`), the
-TFDS array_record store and batch iterator, the teacher corpora (`teacher.py`, `corpora.py`)
-and the method's training tasks and prompts (`tasks.py`, `prompts.py`)."""
+"""Data layer: catalogs and splits (`types.py`; start here), readers (`minionerec.py`,
+`amazon.py`, `movielens.py`, chosen by `sources.py`), the synthetic default store
+(`synthetic.py`), the TFDS array_record store and batch iterator (`tfds_store.py`,
+`iterator.py`, `padding.py`) and the teacher corpora (`teacher.py`, `corpora.py`). It imports
+nothing else from sidjax: the task prompts built from it live in `sidjax/tasks/`, the stage
+that prepares a workdir's data in `sidjax/prepare/`."""

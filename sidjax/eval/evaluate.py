@@ -22,7 +22,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from sidjax.data import prompts
+from sidjax.tasks import prompts
 from sidjax.data.padding import left_pad
 from sidjax.data.types import Catalog, Sample
 from sidjax.decode.beam import sid_beam_search

@@ -39,7 +39,7 @@ def default_model_config() -> ConfigDict:
         # HR@10 0.36 -> 0.46 after 1,500 stage-1 steps on the synthetic default).
         "sid_noise_scale": 0.0,
         # Prompts: 'method' (the paper's strings), 'compact' (short tagged prompts, one for
-        # training and evaluation; sidjax/data/prompts.py), 'auto' = method for an hf_path
+        # training and evaluation; sidjax/tasks/prompts.py), 'auto' = method for an hf_path
         # checkpoint, compact for a from-scratch model.
         "prompt_style": "auto",
         # Training dropout (embeddings, attention and MLP outputs; ModelConfig.dropout), for

@@ -23,7 +23,7 @@ import numpy as np
 
 from sidjax.data.iterator import ResumablePosition
 from sidjax.data.padding import bucket_length, left_pad
-from sidjax.data.tasks import Example, encode
+from sidjax.tasks.examples import Example, encode
 from sidjax.train import distributed
 
 

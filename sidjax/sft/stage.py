@@ -31,8 +31,8 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from sidjax.data import corpora as corpora_lib
-from sidjax.data import prompts
-from sidjax.data import tasks as tasks_lib
+from sidjax.tasks import prompts
+from sidjax.tasks import examples as tasks_lib
 from sidjax.data.teacher import synthesize_corpora, template_general_chats
 from sidjax.decode.sid_tables import tables_from_catalog
 from sidjax.eval.evaluate import evaluate_model

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from sidjax.data import prompts
+from sidjax.tasks import prompts
 from sidjax.data.types import Catalog, Dataset, Sample
 from sidjax.model.chat import IM_END, render_chat
 
