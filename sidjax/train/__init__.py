@@ -1,1 +1,6 @@
-"""The shared training machinery: mesh, state, optimiser, trainer loop, checkpoints, metrics."""
+"""The shared training machinery every stage runs on: the trainer loop (`trainer.py`, start
+here), mesh and partition rules (`mesh.py`, `partition.py`), sharded state and optimiser
+(`state.py`, `optim.py`), checkpoints (`checkpoint.py`), metrics and progress
+(`metrics.py`), multi-process helpers (`distributed.py`), the one-run-per-workdir lock
+(`workdir_lock.py`) and the CPU malloc setting (`host_memory.py`). Imports nothing else
+from sidjax."""
