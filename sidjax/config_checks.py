@@ -41,9 +41,15 @@ _MINIMUMS = {
 }
 
 
+# field -> the values it may take. Checked wherever present.
+_CHOICES = {
+    "model.tokenizer_kind": ("bpe", "sentencepiece"),
+}
+
+
 def check_config(config: ConfigDict) -> None:
-    """Raises ConfigError for the first value below its minimum (top level, then each
-    pipeline stage section)."""
+    """Raises ConfigError for the first value below its minimum or outside its choices (top
+    level, then each pipeline stage section)."""
     sections = [("", config)]
     for stage in ("stage1", "stage2"):
         section = _get(config, f"pipeline.{stage}")
@@ -58,3 +64,9 @@ def check_config(config: ConfigDict) -> None:
                 raise ConfigError(
                     f"config.{prefix}{field}={value}: {meaning} must be at least {minimum}; "
                     f"set --config.{prefix}{field}=<value >= {minimum}>.")
+        for field, choices in _CHOICES.items():
+            value = _get(section, field)
+            if value is not None and value not in choices:
+                raise ConfigError(
+                    f"config.{prefix}{field}='{value}' is not one of {choices}; set "
+                    f"--config.{prefix}{field}={choices[0]} (or another of them).")

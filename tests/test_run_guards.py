@@ -40,6 +40,14 @@ class ConfigCheckTest(absltest.TestCase):
             with self.assertRaisesRegex(ConfigError, f"config.{field}={value}: .*--config.{field}"):
                 check_config(config)
 
+    def test_a_value_outside_its_choices_names_them(self):
+        config = load_config("configs/grpo.py:tiny", {"model.tokenizer_kind": "wordpiece"})
+        with self.assertRaisesRegex(ConfigError, "config.model.tokenizer_kind='wordpiece' is not "
+                                                 "one of .*bpe.*sentencepiece"):
+            check_config(config)
+        check_config(load_config("configs/grpo.py:tiny",
+                                 {"model.tokenizer_kind": "sentencepiece"}))
+
     def test_group_of_one_is_refused_before_any_work(self):
         workdir = self.create_tempdir().full_path
         config = load_config("configs/grpo.py:tiny", {"grpo.group_size": 1})

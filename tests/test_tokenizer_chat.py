@@ -1,5 +1,7 @@
 """Tokenizer training/loading, SID vocabulary extension, and the Qwen3 chat renderer."""
 
+import os
+
 import jax
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -89,6 +91,123 @@ class TokenizerTest(absltest.TestCase):
         # Python string order, as the method's sorted(): '0' < '>' puts <a_10> before <a_1>.
         self.assertEqual(sid_tokens(["<a_10><b_2><c_3>", "<a_2><b_2><c_1>", ["<a_1>", "<b_0>"]]),
                          ["<a_10>", "<a_1>", "<a_2>", "<b_0>", "<b_2>", "<c_1>", "<c_3>"])
+
+
+class SentencePieceTest(absltest.TestCase):
+    """sentencepiece's two jobs: from-scratch unigram tokenizers, and reading the
+    `tokenizer.model` files Llama-2 / Gemma-era checkpoints ship."""
+
+    def _processor(self, model_file):
+        import sentencepiece
+
+        return sentencepiece.SentencePieceProcessor(model_file=model_file)
+
+    def test_trained_model_tokenises_as_sentencepiece_does_and_round_trips(self):
+        path = self.create_tempdir().full_path
+        train_tokenizer(CORPUS, 400, path, kind="sentencepiece")
+        tokenizer = load_tokenizer(path)
+        self.assertEqual((tokenizer.eos_token, tokenizer.pad_token, tokenizer.padding_side),
+                         ("<|im_end|>", "<|endoftext|>", "left"))
+        for special in ("<|im_start|>", "<|im_end|>", "<think>", "</think>"):
+            self.assertLen(tokenizer.encode(special, add_special_tokens=False), 1, special)
+        # Unseen characters (another category's titles) go through byte fallback, never <unk>;
+        # double spaces and newlines survive.
+        text = chat.render_chat([{"role": "user", "content": CORPUS[1] + "  Ünïcode ✓ 2024"},
+                                 {"role": "assistant", "content": "<think>\nwhy\n</think>\n\nA"}])
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        self.assertEqual(ids, self._processor(f"{path}/tokenizer.model").encode(text))
+        self.assertNotIn(tokenizer.unk_token_id, ids)
+        self.assertEqual(tokenizer.decode(ids), text)
+        self.assertEqual(tokenizer.apply_chat_template(
+            [{"role": "user", "content": "u"}], tokenize=False, add_generation_prompt=True),
+            chat.render_chat([{"role": "user", "content": "u"}], True))
+
+    def test_sid_tokens_and_loss_mask_prefixes(self):
+        tokenizer = train_tokenizer(CORPUS, 400, kind="sentencepiece")
+        config = get_preset("tiny", vocab_size=len(tokenizer))
+        model = Model(config, init_params(config, jax.random.PRNGKey(0)))
+        tokenizer, grown, ids = add_sid_tokens(tokenizer, model, ["<a_12>", "<b_7>", "<c_200>"])
+        self.assertEqual(tokenizer.encode("<a_12><b_7><c_200>", add_special_tokens=False), ids)
+        self.assertGreaterEqual(grown.config.vocab_size, len(tokenizer))
+        # The SFT mask supervises from the prefix's length on: the prefix's ids must be a
+        # prefix of the full text's.
+        prefix = chat.render_chat([{"role": "user", "content": CORPUS[0]}], True, False)
+        full = prefix + "<a_12><b_7><c_200>" + chat.IM_END + "\n"
+        prefix_ids = tokenizer.encode(prefix, add_special_tokens=False)
+        full_ids = tokenizer.encode(full, add_special_tokens=False)
+        self.assertEqual(full_ids[:len(prefix_ids)], prefix_ids)
+        self.assertEqual(full_ids[len(prefix_ids):len(prefix_ids) + 3], ids)
+
+    def _random_texts(self, count=100):
+        rng = np.random.default_rng(0)
+        words = " ".join(CORPUS[:3]).split() + ["Ünïcode", "✓", "2024", "<|im_end|>", "<think>"]
+        gaps = [" ", "  ", "\n", "", " \n "]
+        return ["".join(rng.choice(words) + rng.choice(gaps) for _ in range(12))
+                for _ in range(count)] + ["", " leading", "trailing  "]
+
+    def _bare_model(self, **settings):
+        import io
+
+        import sentencepiece
+
+        proto = io.BytesIO()
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(CORPUS), model_writer=proto, vocab_size=400,
+            byte_fallback=True, hard_vocab_limit=False, minloglevel=2, **settings)
+        directory = self.create_tempdir().full_path
+        with open(f"{directory}/tokenizer.model", "wb") as f:
+            f.write(proto.getvalue())
+        return directory
+
+    def test_bare_llama2_style_model_file(self):
+        # Meta's Llama-2 release: only tokenizer.model, a BPE model with a dummy word-boundary
+        # prefix, no normalisation, split digits, <unk> / <s> / </s> at ids 0 / 1 / 2 and byte
+        # fallback.
+        directory = self._bare_model(model_type="bpe", normalization_rule_name="identity",
+                                     remove_extra_whitespaces=False, split_digits=True)
+        processor = self._processor(f"{directory}/tokenizer.model")
+        for source in (directory, f"{directory}/tokenizer.model"):
+            tokenizer = load_tokenizer(source)
+            self.assertEqual((tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token),
+                             ("<s>", "</s>", "<unk>"))
+            self.assertEqual((tokenizer.bos_token_id, tokenizer.eos_token_id), (1, 2))
+            self.assertEqual(tokenizer.pad_token, "</s>")  # pad = eos when there is none.
+            for text in self._random_texts():
+                ids = tokenizer.encode(text, add_special_tokens=False)
+                self.assertEqual(ids, processor.encode(text), repr(text))
+                self.assertEqual(tokenizer.decode(ids), processor.decode(ids), repr(text))
+
+    def test_bare_unigram_model_with_default_normalisation(self):
+        # SentencePiece's defaults (unigram, NFKC, extra whitespace removed): the normaliser is
+        # the model's own, so full-width letters and runs of spaces fold as SentencePiece folds
+        # them.
+        directory = self._bare_model()
+        processor = self._processor(f"{directory}/tokenizer.model")
+        tokenizer = load_tokenizer(directory)
+        for text in ["Ｎｉｔｒｉｌｅ  gloves", "  safety   goggles "] + self._random_texts(30):
+            self.assertEqual(tokenizer.encode(text, add_special_tokens=False),
+                             processor.encode(text), repr(text))
+
+    def test_bad_kind_and_small_vocabulary_are_named(self):
+        with self.assertRaisesRegex(ValueError, "tokenizer_kind='wordpiece'"):
+            train_tokenizer(CORPUS, 400, kind="wordpiece")
+        with self.assertRaisesRegex(ValueError, "tokenizer_vocab=100 is too small"):
+            train_tokenizer(CORPUS, 100, kind="sentencepiece")
+        with self.assertRaisesRegex(FileNotFoundError, "neither a directory"):
+            load_tokenizer(f"{self.create_tempdir().full_path}/missing")
+
+    def test_from_scratch_llm_with_a_sentencepiece_tokenizer(self):
+        from sidjax.model.setup import build_llm, default_model_config
+
+        cfg = default_model_config()
+        cfg.tokenizer_kind, cfg.tokenizer_vocab = "sentencepiece", 400
+        path = self.create_tempdir().full_path
+        model, tokenizer = build_llm(cfg, ["<a_1>", "<b_2>"], CORPUS, tokenizer_dir=path)
+        self.assertIn("tokenizer.model", os.listdir(path))
+        self.assertEqual(tokenizer.encode("<a_1><b_2>", add_special_tokens=False),
+                         tokenizer.convert_tokens_to_ids(["<a_1>", "<b_2>"]))
+        self.assertGreaterEqual(model.config.vocab_size, len(tokenizer))
+        self.assertEqual(model.config.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
 
 
 class SidVocabularyTest(parameterized.TestCase):

@@ -31,6 +31,9 @@ def default_model_config() -> ConfigDict:
         # From-scratch size overrides of the preset (0 = the preset's value).
         "num_layers": 0, "hidden_size": 0, "intermediate_size": 0,
         "tokenizer_vocab": 1024,
+        # From-scratch tokenizer: 'bpe' (byte-level BPE) or 'sentencepiece' (unigram with byte
+        # fallback; needs tokenizer_vocab >= 264). Ignored when hf_path is set.
+        "tokenizer_kind": "bpe",
         "dtype": "float32",  # Param and compute dtype ('bfloat16' on accelerators).
         "remat": "none",
         # New SID rows = mean + scale * std * N(0, 1) of the existing rows. 0 = auto: 0.1 for
@@ -48,15 +51,16 @@ def default_model_config() -> ConfigDict:
     })
 
 
-def _shared_tokenizer(corpus: Iterable[str], vocab_size: int, path: str | None):
+def _shared_tokenizer(corpus: Iterable[str], vocab_size: int, path: str | None,
+                      kind: str = "bpe"):
     """A tokenizer trained on `corpus`; in a multi-process run process 0 trains it and every
     process loads process 0's files, so all hold the same vocabulary."""
     if jax.process_count() == 1:
-        return train_tokenizer(corpus, vocab_size, path)
+        return train_tokenizer(corpus, vocab_size, path, kind)
     files = None
     if distributed.is_main():
         with tempfile.TemporaryDirectory() as tmp:
-            train_tokenizer(corpus, vocab_size, tmp)
+            train_tokenizer(corpus, vocab_size, tmp, kind)
             files = {name: open(os.path.join(tmp, name), "rb").read() for name in os.listdir(tmp)}
     files = distributed.broadcast(files)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +95,8 @@ def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str],
         tokenizer = load_tokenizer(cfg.hf_path)
         logging.info("Loaded %s (%d params).", cfg.hf_path, model.config.num_params())
     else:
-        tokenizer = _shared_tokenizer(corpus, int(cfg.tokenizer_vocab), tokenizer_dir)
+        tokenizer = _shared_tokenizer(corpus, int(cfg.tokenizer_vocab), tokenizer_dir,
+                                      cfg.get("tokenizer_kind", "bpe"))
         vocab = -(-len(tokenizer) // 64) * 64
         sizes = {k: int(cfg[k]) for k in ("num_layers", "hidden_size", "intermediate_size")
                  if int(cfg[k])}

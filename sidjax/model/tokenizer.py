@@ -1,8 +1,14 @@
 """Tokenizers and the Semantic-ID vocabulary.
 
-- `load_tokenizer(path)`: any local Hugging Face tokenizer directory, offline.
-- `train_tokenizer(texts, vocab_size, path)`: a small byte-level BPE for from-scratch
-  CPU models, saved as an HF tokenizer directory with the Qwen3 chat tokens and template.
+- `load_tokenizer(path)`: any local Hugging Face tokenizer directory, offline, including
+  SentencePiece ones (Llama-2 / Gemma ship `tokenizer.model`; transformers reads it through
+  the `sentencepiece` package), and a bare SentencePiece `tokenizer.model` (a directory with
+  only that file, or the file itself), as Meta's original Llama-2 release ships it.
+- `train_tokenizer(texts, vocab_size, path, kind)`: a small tokenizer for from-scratch CPU
+  models, saved as an HF tokenizer directory with the Qwen3 chat tokens and template:
+  `kind='bpe'`, a byte-level BPE (the default), or `kind='sentencepiece'`, a SentencePiece
+  unigram model with byte fallback (the standard from-scratch choice; its `tokenizer.model`
+  is saved beside the HF files, so SentencePiece tooling reads it too).
 - `add_sid_tokens(tokenizer, model, tokens)`: adds SID tokens (`<a_12>`, ...) as
   ordinary tokens (one id each, kept by `skip_special_tokens=True`, as the method
   does), and grows the embedding and the output head.
@@ -17,7 +23,10 @@ padding row: every new id is initialised the same way, wherever it lands.
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import tempfile
 from typing import Iterable, Sequence
 
 import jax
@@ -29,24 +38,133 @@ from sidjax.model.model import Model, param_shardings
 SID_TOKEN = re.compile(r"<[a-z]_\d+>")
 
 
-def load_tokenizer(path: str):
-    """A local HF tokenizer directory, left-padded, pad = eos when it has no pad token."""
-    from transformers import AutoTokenizer
+TOKENIZER_KINDS = ("bpe", "sentencepiece")
+SPM_FILE = "tokenizer.model"
+# SentencePiece's word-boundary mark.
+SPM_SPACE = "\u2581"
 
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+def load_tokenizer(path: str):
+    """A local tokenizer, left-padded, pad = eos when it has no pad token.
+
+    `path` is an HF tokenizer directory, or a bare SentencePiece model (a `.model` file, or a
+    directory holding `tokenizer.model` and no HF tokenizer files)."""
+    bare = _bare_sentencepiece_file(path)
+    if bare:
+        tokenizer = _from_sentencepiece(bare)
+    else:
+        from transformers import AutoTokenizer
+
+        if not os.path.isdir(path):
+            raise FileNotFoundError(
+                f"Tokenizer path '{path}' is neither a directory nor a SentencePiece .model "
+                "file; point it at a local HF checkpoint or tokenizer directory.")
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, path: str | None = None):
-    """Trains a byte-level BPE on `texts`; returns an HF fast tokenizer (saved to `path`).
+def _bare_sentencepiece_file(path: str) -> str | None:
+    if os.path.isfile(path) and path.endswith(".model"):
+        return path
+    hf_files = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+    if (os.path.isfile(os.path.join(path, SPM_FILE))
+            and not any(os.path.exists(os.path.join(path, f)) for f in hf_files)):
+        return os.path.join(path, SPM_FILE)
+    return None
+
+
+# ModelProto.SentencePiece.Type and TrainerSpec.ModelType values.
+_NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _BYTE = 1, 2, 3, 4, 6
+_UNIGRAM, _BPE = 1, 2
+
+
+def _from_sentencepiece(model_file: str):
+    """An HF fast tokenizer that tokenises as the SentencePiece model does.
+
+    Built from the model's own settings (its pieces and scores, normaliser, whitespace
+    escaping, dummy prefix, byte fallback, user-defined pieces), so a unigram model stays
+    unigram and a BPE one (Llama-2, Gemma) BPE; tested against `SentencePieceProcessor` on
+    random texts. BOS/EOS/UNK/PAD are the model's control pieces."""
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(model_file, "rb") as f:
+        proto.ParseFromString(f.read())
+    trainer, norm = proto.trainer_spec, proto.normalizer_spec
+    pieces = list(proto.pieces)
+    byte_fallback = bool(trainer.byte_fallback)
+    if trainer.model_type == _UNIGRAM:
+        core = Tokenizer(models.Unigram([(p.piece, p.score) for p in pieces],
+                                        unk_id=trainer.unk_id, byte_fallback=byte_fallback))
+    elif trainer.model_type == _BPE:
+        vocab = {p.piece: i for i, p in enumerate(pieces)}
+        # Merges ranked as SentencePiece applies them: the merged piece's score, best first.
+        normal = {p.piece: (p.score, i) for i, p in enumerate(pieces) if p.type == _NORMAL}
+        ranked = sorted((-score, i, piece[:cut], piece[cut:])
+                        for piece, (score, i) in normal.items() for cut in range(1, len(piece))
+                        if piece[:cut] in normal and piece[cut:] in normal)
+        core = Tokenizer(models.BPE(vocab=vocab, merges=[(a, b) for _, _, a, b in ranked],
+                                    unk_token=pieces[trainer.unk_id].piece, fuse_unk=True,
+                                    byte_fallback=byte_fallback))
+    else:
+        raise ValueError(f"{model_file}: SentencePiece model type {trainer.model_type} is not "
+                         "supported (unigram and BPE are; Llama-2, Gemma and sidjax's own are "
+                         "one of them).")
+    steps = []
+    if norm.precompiled_charsmap:
+        steps.append(normalizers.Precompiled(norm.precompiled_charsmap))
+    if norm.remove_extra_whitespaces:  # Spaces only; SentencePiece leaves newlines alone.
+        steps += [normalizers.Replace(Regex(r"\A +| +\z"), ""),
+                  normalizers.Replace(Regex(" {2,}"), " ")]
+    if norm.escape_whitespaces:
+        steps.append(normalizers.Replace(" ", SPM_SPACE))
+    if norm.add_dummy_prefix:
+        steps.append(normalizers.Prepend(SPM_SPACE))
+    core.normalizer = normalizers.Sequence(steps)
+    user_defined = [p.piece for p in pieces if p.type == _USER_DEFINED]
+    if user_defined:  # Always emitted whole, never merged with their neighbours.
+        pattern = "|".join(re.escape(u) for u in sorted(user_defined, key=len, reverse=True))
+        core.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+    steps = [decoders.Replace(SPM_SPACE, " ")]
+    if byte_fallback:
+        steps.append(decoders.ByteFallback())
+    steps.append(decoders.Fuse())
+    if norm.add_dummy_prefix:
+        steps.append(decoders.Strip(content=" ", left=1))
+    core.decoder = decoders.Sequence(steps)
+    piece = lambda i: pieces[i].piece if 0 <= i < len(pieces) else None
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=piece(trainer.bos_id), eos_token=piece(trainer.eos_id),
+        unk_token=piece(trainer.unk_id), pad_token=piece(trainer.pad_id), padding_side="left")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, path: str | None = None,
+                    kind: str = "bpe"):
+    """Trains a tokenizer on `texts`; returns an HF fast tokenizer (saved to `path`).
 
     Its special tokens follow Qwen3 (`<|endoftext|>` pad, `<|im_start|>`,
-    `<|im_end|>` eos) and `<think>`/`</think>` are single added tokens, so the
+    `<|im_end|>` eos) and `<think>`/`</think>` are single tokens, so the
     method's prompts tokenise the same way they do with a real Qwen3 tokenizer.
     """
+    if kind == "bpe":
+        tokenizer = _train_bpe(texts, vocab_size)
+    elif kind == "sentencepiece":
+        tokenizer = _train_sentencepiece(texts, vocab_size, path)
+    else:
+        raise ValueError(f"config.model.tokenizer_kind='{kind}' is not a tokenizer kind; "
+                         f"use one of {TOKENIZER_KINDS}.")
+    tokenizer.chat_template = chat.qwen3_template()
+    if path:
+        tokenizer.save_pretrained(path)
+    return tokenizer
+
+
+def _train_bpe(texts: Iterable[str], vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -62,9 +180,44 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, path: str | None = No
                                         pad_token=chat.ENDOFTEXT, padding_side="left")
     tokenizer.add_special_tokens({"additional_special_tokens": [chat.IM_START]})
     tokenizer.add_tokens([chat.THINK_OPEN, chat.THINK_CLOSE])
-    tokenizer.chat_template = chat.qwen3_template()
-    if path:
-        tokenizer.save_pretrained(path)
+    return tokenizer
+
+
+# Byte-fallback pieces, meta pieces and a margin for the characters of the texts.
+SPM_MIN_VOCAB = 256 + 8
+
+
+def _train_sentencepiece(texts: Iterable[str], vocab_size: int, path: str | None):
+    """A unigram SentencePiece model that keeps text exactly: no normalisation, no collapsed
+    or added whitespace, byte fallback for characters it never saw (another category's
+    titles), digits split, the chat and think tokens as single user-defined pieces."""
+    import sentencepiece
+
+    if vocab_size < SPM_MIN_VOCAB:
+        raise ValueError(
+            f"config.model.tokenizer_vocab={vocab_size} is too small for a SentencePiece "
+            f"model (256 byte-fallback pieces + specials + characters); use at least "
+            f"{SPM_MIN_VOCAB}, e.g. --config.model.tokenizer_vocab=1024.")
+    proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts)), model_writer=proto, vocab_size=vocab_size,
+        model_type="unigram", hard_vocab_limit=False, byte_fallback=True,
+        character_coverage=1.0, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, add_dummy_prefix=False, split_digits=True,
+        allow_whitespace_only_pieces=True, max_sentence_length=1 << 16,
+        user_defined_symbols=[chat.IM_START, chat.IM_END, chat.THINK_OPEN, chat.THINK_CLOSE],
+        pad_id=0, pad_piece=chat.ENDOFTEXT, unk_id=1, bos_id=-1, eos_id=-1, minloglevel=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = os.path.join(path or tmp, SPM_FILE)
+        os.makedirs(os.path.dirname(model_file), exist_ok=True)
+        with open(model_file, "wb") as f:
+            f.write(proto.getvalue())
+        tokenizer = _from_sentencepiece(model_file)
+        # A fast tokenizer holds its own copy of the model; the temporary file may go.
+    tokenizer.eos_token = chat.IM_END
+    tokenizer.pad_token = chat.ENDOFTEXT
+    # Special, as in the BPE tokenizer: dropped by decode(skip_special_tokens=True).
+    tokenizer.add_special_tokens({"additional_special_tokens": [chat.IM_START]})
     return tokenizer
 
 
