@@ -121,10 +121,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     cfg = config.grpo
     out_dir = os.path.join(workdir, "grpo")
     summary_path = os.path.join(out_dir, "summary.json")
-    if distributed.exists(summary_path):
-        logging.info("GRPO already done (%s); skipping.", summary_path)
-        with open(summary_path) as f:
-            return json.load(f)
+    done = distributed.finished_summary(summary_path, "GRPO")
+    if done is not None:
+        return done
     with distributed.main_writes("grpo-dir") as writer:
         if writer:
             os.makedirs(out_dir, exist_ok=True)

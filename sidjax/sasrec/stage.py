@@ -155,10 +155,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         raise ValueError(f"config.sasrec.positions='{cfg.positions}' is not one of {POSITIONS}.")
     out_dir = os.path.join(workdir, cfg.dir)
     summary_path = os.path.join(out_dir, "summary.json")
-    if distributed.exists(summary_path):
-        logging.info("SASRec already done (%s); skipping.", summary_path)
-        with open(summary_path) as f:
-            return json.load(f)
+    done = distributed.finished_summary(summary_path, "SASRec")
+    if done is not None:
+        return done
     start = time.time()
     dataset = sid_dataset(config, workdir)
     catalog = dataset.catalog

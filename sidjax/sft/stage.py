@@ -179,10 +179,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     cfg = config.sft
     out_dir = os.path.join(workdir, cfg.dir)
     summary_path = os.path.join(out_dir, "summary.json")
-    if distributed.exists(summary_path):
-        logging.info("Stage %d already done (%s); skipping.", cfg.stage, summary_path)
-        with open(summary_path) as f:
-            return json.load(f)
+    done = distributed.finished_summary(summary_path, f"Stage {cfg.stage}")
+    if done is not None:
+        return done
     start = time.time()
     dataset = sid_dataset(config, workdir)
     if cfg.train_rows:

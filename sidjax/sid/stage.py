@@ -108,10 +108,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         raise ValueError(f"config.sid.method='{cfg.method}' is not one of {METHODS}.")
     out_dir = os.path.join(workdir, "sid")
     report_path = os.path.join(out_dir, "sid_report.json")
-    if distributed.exists(report_path):
-        logging.info("SIDs already built (%s); skipping the sid stage.", report_path)
-        with open(report_path) as f:
-            return json.load(f)
+    done = distributed.finished_summary(report_path, "The sid stage")
+    if done is not None:
+        return done
     dataset = load_dataset(config.data)
     if cfg.method == "given":
         return _given_sids(dataset, out_dir)

@@ -21,6 +21,7 @@ With one process every helper reduces to the plain single-host operation.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import pickle
@@ -28,6 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
@@ -63,6 +65,16 @@ def exists(path: str) -> bool:
     file when a slow process looks, and the two would then take different branches.
     """
     return bool(broadcast(os.path.exists(path)))
+
+
+def finished_summary(path: str, stage: str) -> dict | None:
+    """The JSON summary a finished stage left at `path` (a rerun returns it and skips the
+    stage), or None when the stage has not finished. Every process reads the same file."""
+    if not exists(path):
+        return None
+    logging.info("%s already done (%s); skipping.", stage, path)
+    with open(path) as f:
+        return json.load(f)
 
 
 def broadcast(obj: Any) -> Any:
