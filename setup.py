@@ -12,7 +12,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["sidjax", "sidjax.*"]),
+    # configs/ ships inside the package as sidjax.configs, so `load_config("grpo.py")` and
+    # `--config=configs/grpo.py` find it from any directory, in any kind of install.
+    packages=find_packages(include=["sidjax", "sidjax.*"]) + ["sidjax.configs"],
+    package_dir={"sidjax.configs": "configs"},
     package_data={"sidjax.model": ["templates/*.jinja"]},
     install_requires=[
         "jax>=0.8,<0.11",

@@ -13,6 +13,9 @@ from sidjax.data.sources import default_data_config
 from sidjax.embed.encoders import default_embed_config
 from sidjax.train.defaults import base_config
 
+# The names after the colon.
+VARIANTS = ("industrial", "tiny")
+
 
 def get_config(arg: str | None = None) -> ConfigDict:
     config = base_config()

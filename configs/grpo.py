@@ -1,4 +1,4 @@
-"""The whole method in one command (the product's main job):
+"""The whole method in one command, each stage cached in the workdir (the main job).
 
   python -m sidjax.main --config=configs/grpo.py            # synthetic default, CPU
   python -m sidjax.main --config=configs/grpo.py:tiny       # minutes (CI)
@@ -13,7 +13,10 @@ stages 1 and 2 read pipeline.stage1 / pipeline.stage2 (e.g.
 
 from ml_collections import ConfigDict
 
-from sidjax.pipeline.defaults import pipeline_config
+from sidjax.pipeline.defaults import VARIANTS as _ALL_VARIANTS, pipeline_config
+
+# The names after the colon (none = the synthetic default).
+VARIANTS = _ALL_VARIANTS[1:]
 
 
 def get_config(arg: str | None = None) -> ConfigDict:

@@ -6,7 +6,10 @@
 
 from ml_collections import ConfigDict
 
-from sidjax.pipeline.defaults import llm_config
+from sidjax.pipeline.defaults import VARIANTS as _ALL_VARIANTS, llm_config
+
+# The names after the colon (none = the synthetic default).
+VARIANTS = _ALL_VARIANTS[1:]
 
 
 def get_config(arg: str | None = None) -> ConfigDict:

@@ -13,6 +13,9 @@ from sidjax.embed.encoders import default_embed_config
 from sidjax.sid.stage import apply_tiny_sizes, default_sid_config
 from sidjax.train.defaults import base_config
 
+# The names after the colon.
+VARIANTS = ("industrial", "tiny")
+
 
 def get_config(arg: str | None = None) -> ConfigDict:
     config = base_config()

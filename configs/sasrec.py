@@ -1,4 +1,4 @@
-"""SASRec, the ID-based sequential baseline, on the run's data (sidjax/sasrec/):
+"""SASRec, the ID-based sequential baseline, on the run's data (sidjax/sasrec/).
 
   python -m sidjax.main --config=configs/sasrec.py                 # synthetic default
   python -m sidjax.main --config=configs/sasrec.py:industrial \\
@@ -11,7 +11,10 @@ config.sasrec.* (hidden, blocks, dropout, epochs, lr, patience, ...).
 
 from ml_collections import ConfigDict
 
-from sidjax.pipeline.defaults import llm_config
+from sidjax.pipeline.defaults import VARIANTS as _ALL_VARIANTS, llm_config
+
+# The names after the colon (none = the synthetic default).
+VARIANTS = _ALL_VARIANTS[1:]
 
 
 def get_config(arg: str | None = None) -> ConfigDict:

@@ -8,6 +8,9 @@ from ml_collections import ConfigDict
 
 from sidjax.train.defaults import base_config
 
+# The names after the colon.
+VARIANTS = ("tiny",)
+
 
 def get_config(arg: str | None = None) -> ConfigDict:
     config = base_config()

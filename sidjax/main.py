@@ -1,7 +1,9 @@
 """Command line: `python -m sidjax.main --config=configs/x.py[:variant] [--config.a.b=v ...]`.
 
 Parses the config, joins a multi-process run when one is configured, logs the
-process and device layout, and hands over to the stage's library function.
+process and device layout, and hands over to the stage's library function. A mistyped
+config file, variant or field is one line naming it and the closest valid one (exit 2);
+`--help` lists the config files and their variants.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from ml_collections import config_flags
 
 from sidjax import stages
 from sidjax.config_checks import ConfigError
+from sidjax.config_files import (check_field, config_names, configs_dir, load_config,
+                                 resolve_config_path)
 from sidjax.data.types import DataError
 from sidjax.train.trainer import CheckpointSaveError, Preempted
 from sidjax.train.workdir_lock import WorkdirError
@@ -50,7 +54,6 @@ _VERBOSE = flags.DEFINE_bool(
     "verbose", False, "Show the traceback of data, config and workdir errors too (they print "
     f"as one line otherwise; {TRACEBACK_ENV}=1 does the same).")
 
-flags.mark_flags_as_required(["config"])
 
 def _in_cluster() -> bool:
     """True when the environment says this is one process of a multi-process job."""
@@ -91,28 +94,127 @@ def default_workdir(config_arg: str, config) -> str:
 
 
 class _DropLibraryInfo(std_logging.Filter):
-    """Orbax logs every checkpoint step at INFO; keep its warnings, drop the chatter."""
+    """Libraries' INFO chatter that reads like trouble or drowns the progress: orbax logs every
+    checkpoint step, and jax says it could not open libtpu.so on every machine without a TPU.
+    Their warnings stay."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+        if record.levelno >= std_logging.WARNING:
+            return True
+        if "/orbax/" in record.pathname:
+            return False
+        return not (record.pathname.endswith("xla_bridge.py")
+                    and "Unable to initialize backend" in record.getMessage())
+
+
+HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "-?")
+
+
+def usage() -> str:
+    """`--help`: the command, every packaged config file with its first docstring line and
+    variants, and the other flags."""
+    import ast
+
+    rows = []
+    for name in config_names():
+        path = os.path.join(configs_dir(), name)
+        with open(path) as f:
+            doc = (ast.get_docstring(ast.parse(f.read())) or "").strip().splitlines()
+        try:
+            variants = getattr(_config_module(path), "VARIANTS", ())
+        except Exception as e:  # A broken config file still gets its line.
+            variants = (f"(cannot list: {e})",)
+        rows.append(f"  configs/{name:<10} {doc[0] if doc else ''}\n"
+                    f"  {'':<18} variants: {', '.join(variants) if variants else 'none'}")
+    return "\n".join([
+        "usage: python -m sidjax.main --config=configs/<file>.py[:<variant>] "
+        "[--config.<field>=<value> ...] [--workdir=<dir>]",
+        "",
+        "Config files (shipped with sidjax, found from any directory; a path to your own file "
+        "works too):",
+        *rows,
+        "",
+        "Flags:",
+        "  --config.<a>.<b>=<v>  override one field, e.g. --config.optim.lr=1e-4 "
+        "(a config's fields: its workdir's config.json)",
+        "  --workdir=<dir>       outputs (default workdir/<config name>); a rerun skips finished "
+        "stages",
+        "  --verbose             full tracebacks for data, config and workdir errors",
+        "  --coordinator_address, --num_processes, --process_id: multi-process runs "
+        "(launch/README.md)",
+        "  --helpfull            every absl flag",
+    ])
+
+
+def _config_module(path: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sidjax_help_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config_argument(argv: list[str]) -> tuple[int, str] | None:
+    """(index, value) of `--config=X` or `--config X` in argv."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return i, arg[len("--config="):]
+        if arg == "--config" and i + 1 < len(argv):
+            return i, argv[i + 1]
+    return None
+
+
+def check_arguments(argv: list[str]) -> list[str]:
+    """Resolves `--config`'s file (packaged configs from any directory) and checks its variant
+    and every `--config.<field>=` override before absl reads them; returns argv with the
+    resolved path. Raises ConfigError with one line naming the fault and the fix."""
+    found = _config_argument(argv)
+    if found is None:
+        raise ConfigError("--config is required, e.g. --config=configs/grpo.py "
+                          "(python -m sidjax.main --help lists the config files).")
+    index, spec = found
+    path, colon, variant = spec.partition(":")
+    resolved = resolve_config_path(path)
+    config = load_config(spec)
+    for arg in argv:
+        if arg.startswith("--config.") and "=" in arg:
+            check_field(config, arg[len("--config."):].split("=", 1)[0], source=path)
+    argv = list(argv)
+    value = resolved + colon + variant
+    if argv[index] == "--config":
+        argv[index + 1] = value
+    else:
+        argv[index] = "--config=" + value
+    return argv
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing with `--help` listing the configs and every mistake as one line."""
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        print(usage())
+        sys.exit(0)
+    try:
+        argv = check_arguments(argv)
+        return flags.FLAGS(argv)
+    except (ConfigError, flags.Error) as e:
+        message = str(e).strip().splitlines()[-1].strip() if str(e).strip() else repr(e)
+        print(f"sidjax: error: {message}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.get_absl_handler().addFilter(_DropLibraryInfo())
-    logging.info("glibc malloc keeps freed memory (CPU runs; %s=default to opt out): %s",
-                 host_memory.OPT_OUT_ENV, _KEPT_FREED_MEMORY)
     maybe_initialize_distributed()
     config = _CONFIG.value
     config_arg = config_flags.get_config_filename(flags.FLAGS["config"])  # 'path[:variant]'
     workdir = _WORKDIR.value or default_workdir(config_arg, config)
     logging.info(
-        "process %d of %d; local devices %d, global devices %d (%s)",
-        jax.process_index(), jax.process_count(), jax.local_device_count(),
-        jax.device_count(), jax.devices()[0].platform,
-    )
-    logging.info("stage %s, workdir %s\n%s", config.stage, workdir, config)
+        "JAX backend %s: process %d of %d, %d local / %d global devices; glibc malloc keeps "
+        "freed memory: %s (%s=default opts out).", jax.devices()[0].platform,
+        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+        _KEPT_FREED_MEMORY, host_memory.OPT_OUT_ENV)
     try:
         stages.train_and_evaluate(config, workdir)
     except Preempted as e:
@@ -131,5 +233,11 @@ def main(argv):
         sys.exit(USER_ERROR_EXIT_CODE)
 
 
+def run() -> None:
+    # Before any flag parsing, so jax's backend probe (the libtpu.so line) is filtered too.
+    logging.get_absl_handler().addFilter(_DropLibraryInfo())
+    app.run(main, flags_parser=parse_flags)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -17,8 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "sidjax"
 
 # Package -> layer; a module may import its own package or any package of a lower layer.
 LAYERS = {
-    "config_checks": 0, "config_files": 0,
-    "train": 1,
+    "config_checks": 0,
+    "config_files": 1, "train": 1,
     "data": 2,
     "model": 3,
     "embed": 4, "decode": 4, "tasks": 4,

@@ -241,5 +241,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                 json.dump({"entries": entries}, f, indent=1)
             with open(os.path.join(out_dir, "results.md"), "w") as f:
                 f.write(table)
-    logging.info("Results (%s split, %d examples):\n%s", cfg.split, len(samples), table)
+    if config.stage == "eval":  # In the pipeline, the pipeline prints the table once.
+        logging.info("Results (%s split, %d examples):\n%s", cfg.split, len(samples), table)
+    else:
+        logging.info("Results (%s split, %d examples) in %s.", cfg.split, len(samples),
+                     os.path.join(out_dir, "results.md"))
     return {"entries": entries, "table": table}
