@@ -9,7 +9,7 @@ way). Outputs in workdir/grpo/:
 
   export/           final policy as an HF model + tokenizer
   rollouts.jsonl    per rollout: reward mean/std, zero-advantage groups, lengths, timings
-  grpo_curves.png   reward and mean reasoning length vs GRPO step
+  grpo_curves.png   reward (raw and smoothed), validation reward and reasoning length vs step
   summary.json      timings (rollout / reference / update split), validation before/after
 A finished stage (summary.json present) is skipped on rerun.
 """
@@ -33,6 +33,7 @@ from sidjax.model.chat import THINK_CLOSE
 from sidjax.model.model import Model, init_params
 from sidjax.model.sharding import PARTITION_RULES
 from sidjax.rl import rewards as rewards_lib
+from sidjax.rl.curves import plot_curves, validation_series
 from sidjax.decode.sid_tables import tables_from_catalog
 from sidjax.rl.rollout import RolloutSource, RolloutSpec, SidTail, grpo_loss_fn
 from sidjax.train import distributed
@@ -88,30 +89,6 @@ def _prompt_rows(config: ConfigDict, dataset, workdir: str) -> list[tuple[list[s
 def reasoning_tokens(think_close: int, ids: list[int]) -> int:
     """Tokens before the first </think> (all of them when it never closes)."""
     return ids.index(think_close) if think_close in ids else len(ids)
-
-
-def plot_curves(history: list[dict], path: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logging.warning("matplotlib is not installed; no %s.", path)
-        return
-    steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [h["reward_mean"] for h in history], color="tab:blue")
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("mean reward", color="tab:blue")
-    if all("reasoning_len" in h for h in history):
-        twin = ax.twinx()
-        twin.plot(steps, [h["reasoning_len"] for h in history], color="tab:orange")
-        twin.set_ylabel("mean reasoning tokens", color="tab:orange")
-    ax.set_title("GRPO: reward and reasoning length")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
@@ -209,7 +186,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     export(Model(mc, result.state.params), tokenizer, os.path.join(out_dir, EXPORT_DIR))
     history = [json.loads(line) for line in open(source.log_path)]
     if distributed.is_main():
-        plot_curves(history, os.path.join(out_dir, "grpo_curves.png"))
+        validation = validation_series(os.path.join(out_dir, "metrics.jsonl"), updates,
+                                       initial_eval["val/reward"])
+        plot_curves(history, os.path.join(out_dir, "grpo_curves.png"), validation)
 
     def mean(key, part):
         values = [h[key] for h in part if key in h]

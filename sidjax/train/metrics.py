@@ -50,7 +50,9 @@ class MetricWriter:
         self._jsonl.flush()
         if self._tb is not None:
             for k, v in values.items():
-                self._tb.add_scalar(k, v, int(step))
+                # TensorBoard tags take no '@' (it renamed 'hr@10' to 'hr_10' with a warning
+                # line per write); the JSON lines keep the metric's own name.
+                self._tb.add_scalar(k.replace("@", "_"), v, int(step))
 
     def flush(self) -> None:
         if self._tb is not None:
@@ -77,10 +79,29 @@ class Progress:
         self.start_time = time.time()
         self.enabled = enabled and jax.process_index() == 0
         self.tty = sys.stderr.isatty()
+        # (step, time) when the first step finished: the rate and ETA count from there, since
+        # the first step includes XLA compilation (a minute or more for a real model).
+        self.base: tuple[int, float] | None = None
+
+    def compiling(self) -> None:
+        """Says what the silent first step is doing."""
+        if self.enabled and self.start_step < self.total:
+            logging.info("Compiling the train step (step %d of %d; rate and ETA follow once "
+                         "it has run)...", self.start_step + 1, self.total)
+
+    def first_step_done(self, step: int) -> None:
+        if self.base is not None:
+            return
+        self.base = (int(step), time.time())
+        if self.enabled:
+            logging.info("First step done in %.0f s (compilation included).",
+                         self.base[1] - self.start_time)
 
     def rate(self, step: int) -> float:
-        elapsed = time.time() - self.start_time
-        return (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        """Steps/s since the first step; 0 until a step after it has finished."""
+        if self.base is None or step <= self.base[0]:
+            return 0.0
+        return (step - self.base[0]) / max(time.time() - self.base[1], 1e-9)
 
     def update(self, step: int, loss: float | None = None) -> None:
         if not self.enabled:

@@ -138,13 +138,10 @@ class _MetricReader:
         self.pending: tuple[int, dict] | None = None
         self.window: list[dict] = []
         self.last: dict = {}
-        self.first: tuple[int, float] | None = None  # (step, time) of the first read.
 
     def steady_rate(self, step: int) -> float:
         """Steps/s after the first step (which includes compilation)."""
-        if self.first is None or step <= self.first[0]:
-            return 0.0
-        return (step - self.first[0]) / max(time.time() - self.first[1], 1e-9)
+        return self.progress.rate(step)
 
     def read(self) -> None:
         if self.pending is None:
@@ -163,8 +160,7 @@ class _MetricReader:
                 )
         self.last = host
         self.window.append(host)
-        if self.first is None:
-            self.first = (step, time.time())
+        self.progress.first_step_done(step)  # Only the first call counts.
         if step % self.every == 0 or step == self.trainer.num_steps:
             means = {k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]}
             means["steps_per_sec"] = self.progress.rate(step)
@@ -413,6 +409,7 @@ class Trainer:
         writer = MetricWriter(self.workdir, tensorboard=bool(self.config.log.tensorboard))
         progress = Progress(self.num_steps, start, enabled=bool(self.config.log.progress))
         reader = _MetricReader(self, writer, progress)
+        progress.compiling()
         try:
             with SigtermFlag() as sigterm, jax.set_mesh(self.mesh):
                 step = self._loop(start, data_iter, reader, writer, sigterm)
