@@ -37,7 +37,9 @@ setup(
     ],
     extras_require={
         # torch only for tests that compare against Hugging Face transformers.
-        "test": ["pytest>=8", "chex>=0.1.89", "torch==2.13.0", "matplotlib>=3.8"],
+        # nbclient + ipykernel execute the notebooks in notebooks/ (tests/test_notebooks.py).
+        "test": ["pytest>=8", "chex>=0.1.89", "torch==2.13.0", "matplotlib>=3.8",
+                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         # PNG plots (SID code usage, GRPO curves); everything else runs without it.
         "plot": ["matplotlib>=3.8"],
     },

@@ -8,7 +8,6 @@ config file, variant or field is one line naming it and the closest valid one (e
 
 from __future__ import annotations
 
-import logging as std_logging
 import os
 import sys
 
@@ -26,6 +25,7 @@ from sidjax.config_checks import ConfigError
 from sidjax.config_files import (check_field, config_names, configs_dir, load_config,
                                  resolve_config_path)
 from sidjax.data.types import DataError
+from sidjax.train.console import quiet_library_logs
 from sidjax.train.trainer import CheckpointSaveError, Preempted
 from sidjax.train.workdir_lock import WorkdirError
 
@@ -91,20 +91,6 @@ def default_workdir(config_arg: str, config) -> str:
     path, _, variant = config_arg.partition(":")
     stem = os.path.splitext(os.path.basename(path))[0]
     return os.path.join("workdir", f"{stem}_{variant}" if variant else stem)
-
-
-class _DropLibraryInfo(std_logging.Filter):
-    """Libraries' INFO chatter that reads like trouble or drowns the progress: orbax logs every
-    checkpoint step, and jax says it could not open libtpu.so on every machine without a TPU.
-    Their warnings stay."""
-
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        if record.levelno >= std_logging.WARNING:
-            return True
-        if "/orbax/" in record.pathname:
-            return False
-        return not (record.pathname.endswith("xla_bridge.py")
-                    and "Unable to initialize backend" in record.getMessage())
 
 
 HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "-?")
@@ -235,7 +221,7 @@ def main(argv):
 
 def run() -> None:
     # Before any flag parsing, so jax's backend probe (the libtpu.so line) is filtered too.
-    logging.get_absl_handler().addFilter(_DropLibraryInfo())
+    quiet_library_logs()
     app.run(main, flags_parser=parse_flags)
 
 

@@ -14,6 +14,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from sidjax.config_checks import check_config
+from sidjax.train.console import quiet_library_logs
 from sidjax.train.workdir_lock import workdir_lock
 
 STAGES: dict[str, str] = {
@@ -61,6 +62,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
     import jax
 
     check_config(config)
+    quiet_library_logs()
     stage = get_stage(config.stage)
     with workdir_lock(workdir, take=jax.process_index() == 0):
         logging.info("Stage %s, workdir %s (config: %s).", config.stage, workdir,

@@ -8,6 +8,7 @@ from absl.testing import absltest
 
 from sidjax.config_files import load_config
 from sidjax.pipeline import run
+from tests.notebook_runner import REPO, execute, outputs_text
 
 OVERRIDES = {"log.progress": False, "log.tensorboard": False}  # The tiny variant as is.
 OUTPUTS = ("sid/sid_report.json", "teacher", "sasrec/summary.json", "sft/export/config.json",
@@ -53,6 +54,7 @@ class PipelineTest(absltest.TestCase):
                 self.assertEqual(os.path.getmtime(os.path.join(workdir, path)), stamps[path], path)
         with open(os.path.join(workdir, "grpo", "rollouts.jsonl")) as f:
             self.assertLen(f.readlines(), 4)  # GRPO did not run again.
+        self._quickstart_notebook_runs_on(workdir)
         # A setting that changes the numbers (here the beam) evaluates the models again
         # instead of reusing the cached entries.
         run.train_and_evaluate(load_config("configs/grpo.py:tiny", {
@@ -63,6 +65,26 @@ class PipelineTest(absltest.TestCase):
             self.assertEqual(entries[label]["settings"]["beam"], 5, label)
             metrics = entries[label]["metrics"]
             self.assertEqual(metrics["hr@10"], metrics["hr@5"], label)  # Five beams only.
+
+    def _quickstart_notebook_runs_on(self, workdir: str) -> None:
+        """notebooks/quickstart.ipynb top to bottom in a fresh kernel, on this workdir: its
+        pipeline cell (the tiny variant as shipped) finds every stage finished, and every
+        other cell (table, plots, traces, the interactive beam search, the transformers
+        reload) runs for real."""
+        notebook = execute("quickstart.ipynb", {"SIDJAX_NOTEBOOK_WORKDIR": workdir,
+                                                "SIDJAX_NOTEBOOK_QUICK": "0",
+                                                "SIDJAX_SOURCE": REPO})
+        text = outputs_text(notebook)
+        self.assertIn("found the CPU backend", text)
+        for piece in ("| popularity |", "| sasrec |", "after stage 3", "### Test row 1",
+                      "**Reasoning**:", "| rank | SID | item | score | the true next item? |",
+                      "model.safetensors", "max |logit difference|"):
+            self.assertIn(piece, text)
+        self.assertRegex(text, r"<[a-d]_\d+><[a-d]_\d+><[a-d]_\d+> \[[^]]+\]")  # SID [title]
+        images = [out for cell in notebook.cells for out in cell.get("outputs", [])
+                  if "image/png" in out.get("data", {})]
+        # SID code usage, SFT curves, GRPO curves (a count only: a failure must not print PNGs).
+        self.assertEqual(len(images), 3)
 
 
 if __name__ == "__main__":

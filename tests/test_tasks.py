@@ -3,9 +3,9 @@
 import numpy as np
 from absl.testing import absltest
 
-from sidjax.tasks import examples as tasks, prompts
 from sidjax.data.types import Catalog, Dataset, Item, Sample
 from sidjax.model.tokenizer import add_sid_tokens, train_tokenizer
+from sidjax.tasks import examples as tasks, prompts
 
 SYS_PRE = ("Below is an instruction that describes a task, paired with an input that provides "
            "further context. Write a response that appropriately completes the request.")

@@ -16,13 +16,13 @@ runs the popularity and random baselines, by SID string too.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from typing import Sequence
 
 import jax
 import numpy as np
 
-from sidjax.tasks import prompts
 from sidjax.data.padding import left_pad
 from sidjax.data.types import Catalog, Sample
 from sidjax.decode.beam import sid_beam_search
@@ -32,6 +32,7 @@ from sidjax.eval import baselines
 from sidjax.eval.metrics import KS, rank_of, ranking_metrics
 from sidjax.model.chat import THINK_CLOSE, render_chat
 from sidjax.model.model import Model
+from sidjax.tasks import prompts
 from sidjax.train import distributed
 
 MODES = ("nonthinking", "thinking")
@@ -78,6 +79,22 @@ def render_sid(catalog: Catalog, sid: str | None) -> str:
         return "(no valid SID)"
     ids = catalog.ids_for_sid(sid)
     return f"{sid} " + " | ".join(f'"{catalog.title(i)}"' for i in ids) if ids else sid
+
+
+SID_IN_TEXT = re.compile(r"<a_\d+><b_\d+><c_\d+>(?:<d_\d+>)?")
+
+
+def render_sids_in_text(catalog: Catalog, text: str) -> str:
+    """Every whole SID in `text` followed by its item's title in brackets, for reading
+    reasoning traces: '<a_1><b_2><c_3>' -> '<a_1><b_2><c_3> [Nitrile Gloves ...]'. A SID no
+    item has is marked '[no such item]'."""
+
+    def title(match: re.Match) -> str:
+        ids = catalog.ids_for_sid(match.group(0))
+        names = " | ".join(catalog.title(i) for i in ids) if ids else "no such item"
+        return f"{match.group(0)} [{names}]"
+
+    return SID_IN_TEXT.sub(title, text)
 
 
 def _generate_reasoning(model: Model, tokenizer, prompt_ids: list[list[int]],

@@ -31,8 +31,6 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from sidjax.data import corpora as corpora_lib
-from sidjax.tasks import prompts
-from sidjax.tasks import examples as tasks_lib
 from sidjax.data.teacher import synthesize_corpora, template_general_chats
 from sidjax.decode.sid_tables import tables_from_catalog
 from sidjax.eval.evaluate import evaluate_model
@@ -44,6 +42,8 @@ from sidjax.model.tokenizer import load_tokenizer, sid_tokens
 from sidjax.sft.batches import BucketIterator, eval_batches, tokenize_cached
 from sidjax.sft.loss import lm_loss
 from sidjax.sid.stage import sid_dataset
+from sidjax.tasks import prompts
+from sidjax.tasks import examples as tasks_lib
 from sidjax.train import checkpoint as ckpt_lib
 from sidjax.train import distributed
 from sidjax.train.trainer import Task, Trainer

@@ -26,9 +26,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from sidjax.tasks import prompts
 from sidjax.data.types import Catalog, Dataset, Sample
 from sidjax.model.chat import IM_END, render_chat
+from sidjax.tasks import prompts
 
 STAGE1_TASKS = ("sid_next", "title2sid", "sid2title", "sid_history2title", "title_history2title",
                 "title_history2sid", "item_enriched", "narrative", "general_reasoning",

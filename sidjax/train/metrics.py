@@ -22,6 +22,20 @@ def _to_float(value) -> float:
     return float(np.asarray(value))
 
 
+def read_metric(path: str, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric (e.g. 'train/loss', 'eval/valid/hr@10') from a
+    `metrics.jsonl`; a resumed run's repeated steps keep their last value."""
+    latest = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                if key in record and isinstance(record[key], (int, float)):
+                    latest[int(record["step"])] = float(record[key])
+    steps = sorted(latest)
+    return steps, [latest[s] for s in steps]
+
+
 class MetricWriter:
     """Writes scalars as JSON lines and TensorBoard events (process 0 only)."""
 
