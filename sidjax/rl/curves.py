@@ -60,7 +60,7 @@ def plot_curves(history: list[dict], path: str,
     steps = [h["step"] for h in history]
     window = default_window(len(history))
     rewards = [h["reward_mean"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(7, 4.4))
     ax.plot(steps, rewards, color="tab:blue", alpha=0.25, linewidth=1,
             label="train reward (per rollout)")
     ax.plot(steps, smooth(rewards, window), color="tab:blue", linewidth=2,
@@ -76,9 +76,11 @@ def plot_curves(history: list[dict], path: str,
         twin.plot(steps, smooth(lengths, window), color="tab:orange", linewidth=1.5,
                   linestyle="--", label=f"reasoning tokens ({window}-step mean)")
         twin.set_ylabel("mean reasoning tokens", color="tab:orange")
-        twin.legend(loc="lower right", fontsize=7)
-    ax.legend(loc="upper left", fontsize=7)
+    # One legend under the axes, so it never hides a curve.
+    handles = [h for a in fig.axes for h in a.get_legend_handles_labels()[0]]
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=2,
+               fontsize=7, frameon=False)
     ax.set_title("GRPO: reward and reasoning length")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
