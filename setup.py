@@ -42,5 +42,7 @@ setup(
                  "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         # PNG plots (SID code usage, GRPO curves); everything else runs without it.
         "plot": ["matplotlib>=3.8"],
+        # bench/grpo_step.py compares against TRL's GRPOTrainer (transformers generation).
+        "bench": ["torch==2.13.0", "trl>=1.16,<2", "datasets>=3", "accelerate>=1.4"],
     },
 )

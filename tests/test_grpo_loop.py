@@ -105,6 +105,53 @@ class GrpoLoopTest(absltest.TestCase):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         trainer.close()
 
+    def test_on_policy_shortcut_gives_the_two_pass_gradient(self):
+        # One update per rollout: the loss detaches its own log-probs as the old ones instead
+        # of the rollout computing them in another forward pass; same loss, same gradient.
+        from sidjax.model.logprobs import token_logprobs
+
+        workdir = self.create_tempdir().full_path
+        trainer, source, config, cfg, model_config = _setup(workdir, steps=1)
+        batch = next(source)
+        self.assertNotIn("old_logp", batch)  # The rollout skipped the old pass.
+        params = trainer.state.params
+        old = token_logprobs(model_config, params, batch["tokens"], batch["valid"], 1.0)
+        two_pass = dict(cfg.to_dict(), updates_per_rollout=2)
+        from ml_collections import ConfigDict
+
+        losses = {}
+        for name, loss_cfg, extra in (("shortcut", cfg, {}),
+                                      ("two_pass", ConfigDict(two_pass), {"old_logp": old})):
+            fn = grpo_loss_fn(model_config, loss_cfg)
+            b = {k: jax.numpy.asarray(v) for k, v in {**batch, **extra}.items()}
+
+            def scalar(p, fn=fn, b=b):
+                loss_sum, (weight, _) = fn(p, b, jax.random.PRNGKey(0))
+                return loss_sum / weight
+
+            losses[name] = jax.value_and_grad(scalar)(params)
+        np.testing.assert_allclose(losses["shortcut"][0], losses["two_pass"][0], rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(losses["shortcut"][1]),
+                        jax.tree.leaves(losses["two_pass"][1])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+        trainer.close()
+
+    def test_batch_width_follows_the_longest_response(self):
+        from sidjax.rl.rollout import response_width
+
+        # Four evenly spaced widths up to the limit, each a multiple of 16.
+        self.assertEqual([response_width(n, 128, 4) for n in (1, 32, 33, 65, 97, 128)],
+                         [32, 32, 64, 96, 128, 128])
+        self.assertEqual(response_width(20, 128, 1), 128)  # One width: always the limit.
+        self.assertEqual(response_width(300, 1024, 4), 512)
+        self.assertEqual(response_width(40, 50, 4), 48)
+        workdir = self.create_tempdir().full_path
+        trainer, source, *_ = _setup(workdir, steps=1)
+        batch = next(source)
+        # Prompts of 4 tokens pad to 16 columns, responses of at most 4 tokens to 16.
+        self.assertEqual(batch["tokens"].shape, (32, 32))
+        trainer.close()
+
     def test_rollouts_that_split_groups_are_rejected(self):
         cfg = default_grpo_config()
         cfg.update(prompts_per_step=2, group_size=4, updates_per_rollout=3)
