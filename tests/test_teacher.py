@@ -11,8 +11,9 @@ import time
 from absl.testing import absltest
 from ml_collections import ConfigDict
 
-from sidjax.data import corpora, tasks, teacher
+from sidjax.data import corpora, teacher
 from sidjax.data.synthetic import SyntheticConfig, generate
+from sidjax.tasks import examples as tasks
 
 
 def _dataset_with_sids(users=40):
