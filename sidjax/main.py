@@ -23,7 +23,7 @@ from ml_collections import config_flags
 from sidjax import stages
 from sidjax.config_checks import ConfigError
 from sidjax.config_files import (check_field, config_names, configs_dir, load_config,
-                                 resolve_config_path)
+                                 resolve_config_path, variants_of)
 from sidjax.data.types import DataError
 from sidjax.train.console import quiet_library_logs
 from sidjax.train.trainer import CheckpointSaveError, Preempted
@@ -107,7 +107,7 @@ def usage() -> str:
         with open(path) as f:
             doc = (ast.get_docstring(ast.parse(f.read())) or "").strip().splitlines()
         try:
-            variants = getattr(_config_module(path), "VARIANTS", ())
+            variants = variants_of(path)
         except Exception as e:  # A broken config file still gets its line.
             variants = (f"(cannot list: {e})",)
         rows.append(f"  configs/{name:<10} {doc[0] if doc else ''}\n"
@@ -130,15 +130,6 @@ def usage() -> str:
         "(launch/README.md)",
         "  --helpfull            every absl flag",
     ])
-
-
-def _config_module(path: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sidjax_help_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _config_argument(argv: list[str]) -> tuple[int, str] | None:
