@@ -188,9 +188,9 @@ def main(argv):
     config_arg = config_flags.get_config_filename(flags.FLAGS["config"])  # 'path[:variant]'
     workdir = _WORKDIR.value or default_workdir(config_arg, config)
     logging.info(
-        "JAX backend %s: process %d of %d, %d local / %d global devices; glibc malloc keeps "
-        "freed memory: %s (%s=default opts out).", jax.devices()[0].platform,
-        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+        "process %d of %d; local devices %d, global devices %d (%s); glibc malloc keeps freed "
+        "memory: %s (%s=default opts out).", jax.process_index(), jax.process_count(),
+        jax.local_device_count(), jax.device_count(), jax.devices()[0].platform,
         _KEPT_FREED_MEMORY, host_memory.OPT_OUT_ENV)
     try:
         stages.train_and_evaluate(config, workdir)

@@ -74,7 +74,7 @@ class CommandLineTest(absltest.TestCase):
         proc = run_main("--config=configs/toy.py:tiny", f"--workdir={workdir}",
                         "--config.train.num_steps=3", "--config.log.every_steps=1")
         self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-        self.assertIn("process 0 of 1,", proc.stderr)
+        self.assertIn("process 0 of 1; local devices", proc.stderr)
         self.assertEqual(sorted(os.listdir(os.path.join(workdir, "ckpt"))), ["3"])
 
     def test_default_workdir(self):
