@@ -4,12 +4,12 @@ series a notebook plots."""
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Sequence
 
 import numpy as np
 from absl import logging
+
+from sidjax.train.metrics import read_metric
 
 
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
@@ -33,16 +33,11 @@ def validation_series(metrics_path: str, updates_per_rollout: int = 1,
                       initial: float | None = None) -> list[tuple[int, float]]:
     """(GRPO step, greedy validation reward) from the trainer's metrics.jsonl; `initial` is
     the reward before the first update (step 0)."""
-    series = [] if initial is None else [(0, float(initial))]
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            for line in f:
-                record = json.loads(line)
-                if "eval/val/reward" in record:
-                    step = int(record["step"]) // max(int(updates_per_rollout), 1)
-                    series.append((step, float(record["eval/val/reward"])))
-    latest = dict(series)  # A resumed run may repeat a step; its last value stands.
-    return sorted(latest.items())
+    steps, rewards = read_metric(metrics_path, "eval/val/reward")
+    updates = max(int(updates_per_rollout), 1)
+    series = dict([(0, float(initial))] if initial is not None else [])
+    series.update((step // updates, reward) for step, reward in zip(steps, rewards))
+    return sorted(series.items())
 
 
 def plot_curves(history: list[dict], path: str,
