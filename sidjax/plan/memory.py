@@ -101,6 +101,24 @@ def plan(config: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, seq_
     return result
 
 
+def sft_and_grpo_plans(config: ModelConfig, mesh_shape: Mapping[str, int], settings,
+                       device_memory_gb: float | None = None) -> dict[str, dict]:
+    """{'sft': plan, 'grpo': plan} for the step settings of `config.plan` (`configs/plan.py`):
+    SFT batches of `batch` x `seq_len` in `micro_batches`; GRPO updates of `grpo_micro_rows`
+    rows per data-parallel way and the sampler's `sample_rows` rows."""
+    ways = int(mesh_shape.get("data", 1)) * int(mesh_shape.get("fsdp", 1))
+    memory = settings.device_memory_gb if device_memory_gb is None else device_memory_gb
+    common = dict(sample_rows=settings.sample_rows, prompt_len=settings.prompt_len,
+                  response_len=settings.response_len, device_memory_gb=memory)
+    return {
+        "sft": plan(config, mesh_shape, batch=settings.batch, seq_len=settings.seq_len,
+                    micro_batches=settings.micro_batches, stage="sft", **common),
+        "grpo": plan(config, mesh_shape, batch=settings.grpo_micro_rows * ways,
+                     seq_len=settings.prompt_len + settings.response_len, stage="grpo",
+                     **common),
+    }
+
+
 def format_plan(name: str, result: dict) -> str:
     rows = [f"{name}: mesh {result['mesh']} ({result['devices']} devices)"]
     for key in ("params", "optimizer", "gradients", "reference", "activations", "kv_cache",
