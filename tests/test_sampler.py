@@ -6,7 +6,7 @@ import numpy as np
 from absl.testing import absltest
 
 from sidjax.data.padding import left_pad
-from sidjax.decode.sampler import first_argmax, gumbel_categorical, sample
+from sidjax.decode.sampler import compaction_sizes, first_argmax, row_gumbel, sample
 from sidjax.model.config import get_preset
 from sidjax.model.model import init_params
 from sidjax.model.transformer import Transformer
@@ -34,25 +34,62 @@ def full_forward_logps(prompt, generated, temperature=1.0):
 
 class SamplerTest(absltest.TestCase):
 
-    def test_argmax_and_categorical_equal_jax_ones(self):
-        """Ties (first index wins), -inf entries (top-k/top-p), and the very same draws."""
+    def test_first_argmax_equals_jax_argmax(self):
+        """Ties (first index wins) and -inf entries (top-k/top-p)."""
         rng = np.random.default_rng(0)
         logits = np.round(rng.normal(size=(64, 50)) * 2) / 2  # Many ties.
         logits[:, ::3] = -np.inf
         logits[0] = 1.0  # All tied.
         np.testing.assert_array_equal(first_argmax(jnp.asarray(logits)),
                                       jnp.argmax(jnp.asarray(logits), -1))
-        for seed in range(20):
-            key = jax.random.PRNGKey(seed)
-            np.testing.assert_array_equal(gumbel_categorical(key, jnp.asarray(logits)),
-                                          jax.random.categorical(key, jnp.asarray(logits)))
+
+    def test_row_gumbel_draws_per_row_and_samples_the_softmax(self):
+        key = jax.random.PRNGKey(5)
+        full = np.asarray(row_gumbel(key, jnp.arange(6), 50))  # [6, 50]
+        some = np.asarray(row_gumbel(key, jnp.asarray([4, 1]), 50))
+        np.testing.assert_array_equal(some, full[[4, 1]])  # A row's noise is its own.
+        self.assertFalse(np.allclose(full[0], full[1]))
+        # Gumbel-max over 20,000 rows of one distribution draws its softmax.
+        logits = np.log(np.asarray([0.5, 0.3, 0.15, 0.05], np.float32))
+        noise = row_gumbel(key, jnp.arange(20000), 4)
+        draws = np.asarray(first_argmax(jnp.asarray(logits)[None] + noise))
+        np.testing.assert_allclose(np.bincount(draws, minlength=4) / 20000,
+                                   [0.5, 0.3, 0.15, 0.05], atol=0.012)  # ~3.5 std
+
+    def test_compaction_sizes(self):
+        self.assertEqual(compaction_sizes(64), (64, 32, 16, 8))
+        self.assertEqual(compaction_sizes(64, ways=8), (64, 32, 16, 8))
+        self.assertEqual(compaction_sizes(64, ways=16), (64, 32, 16))
+        self.assertEqual(compaction_sizes(24), (24, 12))
+        self.assertEqual(compaction_sizes(48, ways=16), (48,))  # 24 rows do not split in 16.
+        self.assertEqual(compaction_sizes(7), (7,))
+
+    def test_compacted_loop_draws_what_the_plain_loop_draws(self):
+        """Rows stop at different steps (4 stop tokens of 64), so the loop runs at 32, 16
+        and 8 rows: the same tokens, and log-probs equal up to float rounding (matmuls of
+        another row count), sampled and greedy, with and without a mesh."""
+        prompts = [PROMPTS[i % 3] + [i] for i in range(32)]
+        mesh = make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+        for temperature, m in [(1.0, None), (0.0, None), (1.0, mesh)]:
+            kwargs = dict(max_new_tokens=40, temperature=temperature, stop_tokens=[3, 17, 29, 41],
+                          pad_id=63, mesh=m)
+            plain = sample(CONFIG, PARAMS, prompts, jax.random.PRNGKey(2), compact=False,
+                           **kwargs)
+            compact = sample(CONFIG, PARAMS, prompts, jax.random.PRNGKey(2), compact=True,
+                             **kwargs)
+            if temperature:  # The case compacts to 8 rows while some still decode.
+                self.assertGreaterEqual(np.sum(plain.lengths < 30), 24)
+                self.assertGreaterEqual(np.sum(plain.lengths > 30), 2)
+            np.testing.assert_array_equal(compact.tokens, plain.tokens)
+            np.testing.assert_array_equal(compact.lengths, plain.lengths)
+            np.testing.assert_allclose(compact.logprobs, plain.logprobs, atol=1e-5)
 
     def test_split_and_stacked_decode_loops_agree(self):
         """CPU runs the loop on split layers; accelerators on the stacked ones."""
         from sidjax.decode.sampler import _sample
         tokens, valid = left_pad(PROMPTS, 0, 16)
         kwargs = dict(config=CONFIG, max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0,
-                      stop_tokens=(), pad_id=0)
+                      stop_tokens=(), pad_id=0, compact_ways=0)
         split = _sample(PARAMS, tokens, valid, jax.random.PRNGKey(3), split=True, **kwargs)
         stacked = _sample(PARAMS, tokens, valid, jax.random.PRNGKey(3), split=False, **kwargs)
         np.testing.assert_array_equal(split[0], stacked[0])
