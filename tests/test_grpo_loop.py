@@ -130,7 +130,10 @@ class GrpoLoopTest(absltest.TestCase):
                 return loss_sum / weight
 
             losses[name] = jax.value_and_grad(scalar)(params)
-        np.testing.assert_allclose(losses["shortcut"][0], losses["two_pass"][0], rtol=1e-6)
+        # The loss is a sum of +-advantage terms that nearly cancel (advantages sum to zero in
+        # each group), so float32 rounding shows up relative to the terms, not to the sum.
+        np.testing.assert_allclose(losses["shortcut"][0], losses["two_pass"][0],
+                                   rtol=1e-6, atol=1e-7)
         for a, b in zip(jax.tree.leaves(losses["shortcut"][1]),
                         jax.tree.leaves(losses["two_pass"][1])):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
