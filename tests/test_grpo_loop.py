@@ -21,12 +21,13 @@ from sidjax.train import optim
 TARGET, EOS, PAD = 7, 1, 0
 
 
-def _setup(workdir, steps=30, micro_batches=1, lr=3e-3, ckpt_every=0):
+def _setup(workdir, steps=30, micro_batches=1, lr=3e-3, ckpt_every=0, **grpo):
     model_config = get_preset("tiny", vocab_size=32, num_layers=1)
     params = init_params(model_config, jax.random.PRNGKey(0))
     cfg = default_grpo_config()
     cfg.update(steps=steps, prompts_per_step=4, group_size=8, max_response_tokens=4,
                kl_coef=0.0, eval_every=1000)
+    cfg.update(grpo)
     config = base_config()
     config.train.num_steps = steps
     config.train.batch_size = 32
@@ -87,6 +88,7 @@ class GrpoLoopTest(absltest.TestCase):
         workdir = self.create_tempdir().full_path
         trainer, source, config, cfg, model_config = _setup(workdir, steps=1, micro_batches=2)
         batch = next(source)
+        self.assertEqual(sorted(batch), ["part_0", "part_1"])  # The default: two length parts.
         # Plain SGD: params after the step are linear in the gradient, so the comparison checks
         # the accumulated gradients (Adam's g / sqrt(v) would amplify float-order noise in
         # near-zero gradients into lr-sized differences).
@@ -98,7 +100,7 @@ class GrpoLoopTest(absltest.TestCase):
         outs = []
         for micro in (1, 2, 4):
             step = jax.jit(make_train_step(loss_fn, tx, schedule, micro))
-            outs.append(step(state, {k: jax.numpy.asarray(v) for k, v in batch.items()}))
+            outs.append(step(state, jax.tree.map(jax.numpy.asarray, batch)))
         for new_state, metrics in outs[1:]:
             self.assertAlmostEqual(float(metrics["loss"]), float(outs[0][1]["loss"]), places=5)
             for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(outs[0][0].params)):
@@ -111,7 +113,7 @@ class GrpoLoopTest(absltest.TestCase):
         from sidjax.model.logprobs import token_logprobs
 
         workdir = self.create_tempdir().full_path
-        trainer, source, config, cfg, model_config = _setup(workdir, steps=1)
+        trainer, source, config, cfg, model_config = _setup(workdir, steps=1, length_parts=1)
         batch = next(source)
         self.assertNotIn("old_logp", batch)  # The rollout skipped the old pass.
         params = trainer.state.params
@@ -149,11 +151,57 @@ class GrpoLoopTest(absltest.TestCase):
         self.assertEqual(response_width(300, 1024, 4), 512)
         self.assertEqual(response_width(40, 50, 4), 48)
         workdir = self.create_tempdir().full_path
-        trainer, source, *_ = _setup(workdir, steps=1)
+        trainer, source, *_ = _setup(workdir, steps=1, length_parts=1)
         batch = next(source)
         # Prompts of 4 tokens pad to 16 columns, responses of at most 4 tokens to 16.
         self.assertEqual(batch["tokens"].shape, (32, 32))
         trainer.close()
+
+    def test_length_parts_give_the_one_batch_loss_and_gradient(self):
+        # Responses of 1-40 tokens: sorted into two parts, the short half is padded to its own
+        # longest response; the loss, gradient and metrics are the one batch's.
+        batches, losses = {}, {}
+        for parts in (1, 2):
+            workdir = self.create_tempdir().full_path
+            trainer, source, config, cfg, model_config = _setup(
+                workdir, steps=1, micro_batches=2, max_response_tokens=40, kl_coef=0.01,
+                length_parts=parts)
+            batches[parts] = batch = next(source)
+            fn = grpo_loss_fn(model_config, cfg)
+            device_batch = jax.tree.map(jax.numpy.asarray, batch)
+
+            def scalar(p, fn=fn, b=device_batch):
+                loss_sum, (weight, metrics) = fn(p, b, jax.random.PRNGKey(0))
+                return loss_sum / weight, metrics
+
+            losses[parts] = jax.value_and_grad(scalar, has_aux=True)(trainer.state.params)
+            trainer.fit(source)  # A nested batch through the trainer's micro-batches.
+            self.assertEqual(int(trainer.state.step), 1)
+            trainer.close()
+        one, two = batches[1], batches[2]
+        self.assertEqual(sorted(two), ["part_0", "part_1"])
+        response_len = lambda b: b["valid"][:, 16:].sum(1)  # Prompts pad to 16 columns.
+        self.assertLessEqual(response_len(two["part_0"]).max(), response_len(two["part_1"]).min())
+        self.assertLess(two["part_0"]["tokens"].shape[1], two["part_1"]["tokens"].shape[1])
+        self.assertEqual(two["part_1"]["tokens"].shape[1], one["tokens"].shape[1])
+        self.assertEqual(sum(p["tokens"].shape[0] for p in two.values()), 32)
+        self.assertEqual(sorted(np.concatenate([response_len(p) for p in two.values()])),
+                         sorted(response_len(one)))
+        (loss_1, metrics_1), grads_1 = losses[1]
+        (loss_2, metrics_2), grads_2 = losses[2]
+        np.testing.assert_allclose(loss_2, loss_1, rtol=1e-5, atol=1e-7)
+        for a, b in zip(jax.tree.leaves(metrics_2), jax.tree.leaves(metrics_1)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(grads_2), jax.tree.leaves(grads_1)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+    def test_length_parts_must_split_into_micro_batches(self):
+        cfg = default_grpo_config()
+        cfg.update(prompts_per_step=2, group_size=4, length_parts=3)
+        spec = RolloutSpec([[2, 3]], [1], lambda ids, t: 0.0, [EOS], PAD)
+        config = get_preset("tiny", vocab_size=32)
+        with self.assertRaisesRegex(ValueError, "length_parts=3"):
+            RolloutSource(spec, cfg, config, {}, 1, 0, self.create_tempdir().full_path)
 
     def test_rollouts_that_split_groups_are_rejected(self):
         cfg = default_grpo_config()

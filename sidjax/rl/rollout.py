@@ -43,6 +43,7 @@ from sidjax.model.config import ModelConfig
 from sidjax.model.logprobs import token_logprobs
 from sidjax.rl import grpo
 from sidjax.train import distributed
+from sidjax.train import mesh as mesh_lib
 
 
 @dataclasses.dataclass
@@ -98,12 +99,31 @@ def response_width(longest: int, max_tokens: int, buckets: int) -> int:
     return padded_width(longest)  # Only a response longer than max_tokens gets here.
 
 
+def length_parts(lengths: Sequence[int], parts: int) -> list[np.ndarray]:
+    """Row indices of `parts` equal slices of the rows ordered by response length (shortest
+    first, ties in row order): each slice is padded only to its own longest response."""
+    return np.split(np.argsort(np.asarray(lengths), kind="stable"), parts)
+
+
+def part_name(index: int) -> str:
+    return f"part_{index}"
+
+
 def grpo_loss_fn(config: ModelConfig, cfg: ConfigDict):
-    """The trainer's loss: the policy loss on the batch's response tokens."""
+    """The trainer's loss: the policy loss on the batch's response tokens.
+
+    A batch is either one set of arrays ({"tokens": [B, T], ...}) or, with
+    config.grpo.length_parts > 1, {"part_0": {...}, "part_1": {...}} whose parts have their
+    own widths; the loss sums, weights and metric pairs of the parts add up, so the loss is
+    the one of the whole batch (up to float summation order).
+    """
 
     on_policy = is_on_policy(cfg)
 
     def loss_fn(params, batch, rng):
+        if "tokens" not in batch:  # Length parts: each part's sums add up to the batch's.
+            outs = [loss_fn(params, batch[name], rng) for name in sorted(batch)]
+            return jax.tree.map(lambda *parts: sum(parts), *outs)
         logp = token_logprobs(config, params, batch["tokens"], batch["valid"], cfg.temperature
                               if cfg.temperature > 0 else 1.0)
         # One update per rollout: the policy that sampled is the one being updated, so the
@@ -145,6 +165,15 @@ class RolloutSource:
                              f"{processes} processes; use a multiple of {processes}.")
         self.mini = self.rows // self.updates
         self.order = grpo.micro_batch_order(self.mini, self.group, micro_batches)
+        self.parts_setting = int(cfg.get("length_parts", 1))
+        self.parts = None  # Resolved against the mesh at the first rollout.
+        self.micro_batches = int(micro_batches)
+        if self.parts_setting < 0 or (self.parts_setting and self.mini % (
+                self.parts_setting * self.micro_batches)):
+            raise ValueError(f"config.grpo.length_parts={self.parts_setting} does not split a "
+                             f"mini-batch of {self.mini} rows per process into equal parts of "
+                             f"whole micro-batches ({micro_batches} per part); use 0 (auto), "
+                             f"1 or a divisor of {self.mini // self.micro_batches}.")
         # A host copy: the trainer donates its params, so the reference never shares buffers
         # with them. On device (placed like the policy by `place_reference`) unless offloaded.
         self.ref_params = jax.device_get(ref_params)
@@ -165,6 +194,26 @@ class RolloutSource:
         # and update steps compile once per response width only.
         self.prompt_width = padded_width(distributed.global_max(
             max(map(len, spec.prompts), default=1)))
+
+    def _resolve_parts(self, mesh) -> int:
+        """config.grpo.length_parts for this mesh: 0 (auto) is 2 where the halves split into
+        micro-batches over the mesh's batch shards, else 1; other values must split."""
+        ways = mesh_lib.batch_divisor(mesh)
+
+        def splits(parts):
+            rows = self.mini * jax.process_count()  # Global rows of one update batch.
+            return (self.mini % (parts * self.micro_batches) == 0
+                    and rows // (parts * self.micro_batches) % ways == 0)
+
+        if self.parts_setting == 0:
+            return 2 if splits(2) else 1
+        if not splits(self.parts_setting):
+            rows = self.mini * jax.process_count() // (self.parts_setting * self.micro_batches)
+            raise ValueError(f"config.grpo.length_parts={self.parts_setting} leaves "
+                             f"micro-batches of {rows} rows per part, which do not divide over "
+                             f"the {ways} batch shards of mesh {dict(mesh.shape)}; use 0 (auto) "
+                             "or fewer parts.")
+        return self.parts_setting
 
     def place_reference(self, shardings) -> None:
         if not self.ref_offload:
@@ -228,10 +277,12 @@ class RolloutSource:
         trained = [np.ones(len(r), bool) for r in responses]
         if tail is not None:
             self._add_tails(params, prompts, responses, sampled_logp, trained, key)
-        longest = distributed.global_max(max(map(len, responses), default=1))
         limit = cfg.max_response_tokens + (
             len(tail.separator) + tail.tables.levels + len(tail.end) if tail else 0)
-        width = response_width(longest, limit, int(cfg.get("response_buckets", 1)))
+        buckets = int(cfg.get("response_buckets", 1))
+        lengths = np.asarray([len(r) for r in responses])
+        width = response_width(distributed.global_max(int(lengths.max(initial=1))), limit,
+                               buckets)
         rewards = np.asarray([spec.reward_fn(r, t) for r, t in zip(responses, targets)])
         rollout_s = time.time() - t1
         advantages = grpo.group_advantages(rewards, group, cfg.estimator, cfg.eps)
@@ -244,27 +295,54 @@ class RolloutSource:
         for i, (r, lp, m) in enumerate(zip(responses, sampled_logp, trained)):
             resp_tokens[i, :len(r)], resp_valid[i, :len(r)] = r, True
             resp_train[i, :len(r)], resp_logp[i, :len(r)] = m, lp
-        tokens = np.concatenate([prompt_tokens, resp_tokens], 1)
-        valid = np.concatenate([prompt_valid, resp_valid], 1)
-        response_mask = np.concatenate([np.zeros_like(prompt_valid), resp_train], 1)
+        rows_all = {
+            "tokens": np.concatenate([prompt_tokens, resp_tokens], 1).astype(np.int32),
+            "valid": np.concatenate([prompt_valid, resp_valid], 1),
+            "response_mask": np.concatenate([np.zeros_like(prompt_valid), resp_train], 1),
+        }
+        sampler_logp = np.concatenate([np.zeros_like(prompt_tokens, np.float32), resp_logp], 1)
         t2 = time.time()
         mesh = self.trainer.mesh
-        ref = distributed.run_on_rows(functools.partial(self._logp, self.ref_params), mesh,
-                                      tokens, valid)
-        old = None if self.on_policy else distributed.run_on_rows(
-            functools.partial(self._logp, params), mesh, tokens, valid)
+        if self.parts is None:
+            self.parts = self._resolve_parts(mesh)
+        minis, gap_sum, gap_count = [], 0.0, 0
+        for u in range(self.updates):
+            rows = np.arange(u * self.mini, (u + 1) * self.mini)
+            if self.parts == 1:
+                blocks = [(rows[self.order], width)]
+            else:  # Each part as wide as its own longest response (over all processes).
+                blocks = []
+                for part in length_parts(lengths[rows], self.parts):
+                    longest = distributed.global_max(int(lengths[rows[part]].max(initial=1)))
+                    blocks.append((rows[part], response_width(longest, limit, buckets)))
+            parts = []
+            for block_rows, block_width in blocks:
+                cols = self.prompt_width + block_width
+                part = {k: v[block_rows, :cols] for k, v in rows_all.items()}
+                part["advantages"] = advantages[block_rows]
+                part["ref_logp"] = distributed.run_on_rows(
+                    functools.partial(self._logp, self.ref_params), mesh, part["tokens"],
+                    part["valid"]).astype(np.float32)
+                if not self.on_policy:
+                    part["old_logp"] = distributed.run_on_rows(
+                        functools.partial(self._logp, params), mesh, part["tokens"],
+                        part["valid"]).astype(np.float32)
+                # How far the sampler's log-probs are from a full forward pass of the same
+                # params: against the old pass, or (on-policy, no old pass) against the
+                # reference at the first rollout, where the two are the same params.
+                check = part.get("old_logp", part["ref_logp"] if rollout == 0 else None)
+                if check is not None:
+                    mask = part["response_mask"]
+                    gap_sum += np.abs(sampler_logp[block_rows, :cols] - check)[mask].sum()
+                    gap_count += int(mask.sum())
+                parts.append(part)
+            minis.append(parts[0] if self.parts == 1 else
+                         {part_name(i): part for i, part in enumerate(parts)})
         ref_s = time.time() - t2
-        # How far the sampler's log-probs are from a full forward pass of the same params:
-        # against the old pass, or (on-policy, no old pass) against the reference at the
-        # first rollout, where the two are the same params.
-        check = old if old is not None else (ref if rollout == 0 else None)
-        sampler_logp = np.concatenate([np.zeros_like(prompt_tokens, np.float32), resp_logp], 1)
-        gap_sum, gap_count = distributed.gather_rows(np.asarray(
-            [[np.abs(sampler_logp - check)[response_mask].sum() if check is not None else 0.0,
-              response_mask.sum() if check is not None else 0]])).sum(0)
+        gap_sum, gap_count = distributed.gather_rows(np.asarray([[gap_sum, gap_count]])).sum(0)
         # Statistics over every process's rows (identical on all processes).
         all_rewards = distributed.gather_rows(rewards)
-        lengths = distributed.gather_rows(np.asarray([len(r) for r in responses]))
+        all_lengths = distributed.gather_rows(lengths)
         grouped = all_rewards.reshape(-1, group)
         stats = {
             "step": int(self.trainer.state.step) if self.trainer.state is not None else 0,
@@ -272,7 +350,7 @@ class RolloutSource:
             "reward_mean": float(np.nanmean(all_rewards)),
             "reward_std": float(np.nanstd(all_rewards)),
             "zero_adv_groups": float(np.mean(np.all(grouped == grouped[:, :1], axis=1))),
-            "response_len": float(np.mean(lengths)),
+            "response_len": float(np.mean(all_lengths)),
             "logp_gap": float(gap_sum / gap_count) if gap_count else None,
             "rollout_s": rollout_s, "ref_s": ref_s, "update_s": update_s + waited,
         }
@@ -287,15 +365,6 @@ class RolloutSource:
                      "tokens, rollout %.1fs, ref %.1fs.", rollout, stats["reward_mean"],
                      stats["reward_std"], stats["zero_adv_groups"], stats["response_len"],
                      rollout_s, ref_s)
-        batch = {"tokens": tokens.astype(np.int32), "valid": valid,
-                 "response_mask": response_mask, "ref_logp": ref.astype(np.float32),
-                 "advantages": advantages}
-        if old is not None:
-            batch["old_logp"] = old.astype(np.float32)
-        minis = []
-        for u in range(self.updates):
-            rows = np.arange(u * self.mini, (u + 1) * self.mini)[self.order]
-            minis.append({k: v[rows] for k, v in batch.items()})
         return minis
 
     def _add_tails(self, params, prompts, responses, sampled_logp, trained, key) -> None:

@@ -79,9 +79,10 @@ def make_global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict
     """Builds global arrays (batch-sharded) from this process's rows of the batch.
 
     Each process passes its own `global_batch // process_count` rows; the result
-    has the global batch size on every process.
+    has the global batch size on every process. Nested dicts (GRPO's length parts) map
+    leaf by leaf.
     """
-    return {name: global_rows(local, mesh) for name, local in local_batch.items()}
+    return jax.tree.map(lambda local: global_rows(local, mesh), dict(local_batch))
 
 
 def global_rows(local: np.ndarray, mesh: Mesh) -> jax.Array:

@@ -181,7 +181,7 @@ def _split_micro_batches(batch: Mapping[str, jax.Array], n: int) -> dict[str, ja
         x = jnp.swapaxes(x, 0, 1)
         return mesh_lib.shard_activation(x, jax.sharding.PartitionSpec(None, mesh_lib.BATCH_AXES))
 
-    return {k: split(v) for k, v in batch.items()}
+    return jax.tree.map(split, dict(batch))
 
 
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
