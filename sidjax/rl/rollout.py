@@ -105,10 +105,6 @@ def length_parts(lengths: Sequence[int], parts: int) -> list[np.ndarray]:
     return np.split(np.argsort(np.asarray(lengths), kind="stable"), parts)
 
 
-def part_name(index: int) -> str:
-    return f"part_{index}"
-
-
 def grpo_loss_fn(config: ModelConfig, cfg: ConfigDict):
     """The trainer's loss: the policy loss on the batch's response tokens.
 
@@ -337,7 +333,7 @@ class RolloutSource:
                     gap_count += int(mask.sum())
                 parts.append(part)
             minis.append(parts[0] if self.parts == 1 else
-                         {part_name(i): part for i, part in enumerate(parts)})
+                         {f"part_{i}": part for i, part in enumerate(parts)})
         ref_s = time.time() - t2
         gap_sum, gap_count = distributed.gather_rows(np.asarray([[gap_sum, gap_count]])).sum(0)
         # Statistics over every process's rows (identical on all processes).
