@@ -22,14 +22,15 @@ def loss_and_grads(config, params, tokens):
 
 class OptionsTest(parameterized.TestCase):
 
-    @parameterized.parameters(("full", "xla"), ("dots", "xla"), ("none", "dpa"))
-    def test_same_loss_and_grads_as_default(self, remat, impl):
+    @parameterized.parameters(("full", "xla", 1), ("dots", "xla", 1), ("none", "dpa", 1),
+                              ("none", "xla", 3), ("none", "dpa", 2))
+    def test_same_loss_and_grads_as_default(self, remat, impl, unroll):
         base = get_preset("tiny", vocab_size=128, num_layers=3)
         params = init_params(base, jax.random.PRNGKey(0))
         tokens = jnp.asarray(np.random.default_rng(0).integers(0, 128, (2, 16)), jnp.int32)
         ref_loss, ref_grads = loss_and_grads(base, params, tokens)
-        loss, grads = loss_and_grads(base.replace(remat=remat, attention_impl=impl), params,
-                                     tokens)
+        loss, grads = loss_and_grads(
+            base.replace(remat=remat, attention_impl=impl, scan_unroll=unroll), params, tokens)
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
                      grads, ref_grads)
@@ -63,6 +64,16 @@ class OptionsTest(parameterized.TestCase):
                                                         dropout_rng=jax.random.PRNGKey(1)))
         with self.assertRaisesRegex(ValueError, "dropout=1.0"):
             get_preset("tiny", dropout=1.0)
+
+    def test_scan_unroll_auto_is_all_layers_on_cpu(self):
+        from sidjax.model.setup import resolve_scan_unroll
+
+        self.assertEqual(jax.default_backend(), "cpu")
+        self.assertEqual(resolve_scan_unroll(0, 4), 4)  # Auto: all layers on a CPU.
+        self.assertEqual(resolve_scan_unroll(2, 4), 2)
+        self.assertEqual(resolve_scan_unroll(8, 4), 4)
+        with self.assertRaisesRegex(ValueError, "scan_unroll=-1"):
+            resolve_scan_unroll(-1, 4)
 
     def test_bad_options_fail_naming_the_field(self):
         with self.assertRaisesRegex(ValueError, "remat='some'"):

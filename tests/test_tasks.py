@@ -203,6 +203,26 @@ class MixTest(absltest.TestCase):
         with self.assertRaisesRegex(ValueError, "item_fact_share=1.0"):
             tasks.item_fact_weights(examples, weights, 1.0)
 
+    def test_replay_share(self):
+        # Stage 2: 60 reasoning rows stay once; the replayed tasks (200 sid_next at weight 1
+        # + 50 sid_sequence at weight 2 = 300) scale to a 0.25 share:
+        # scale = 0.25 * 60 / (0.75 * 300) = 1 / 15.
+        def make(name, n):
+            return [tasks.raw_text(name, str(i)) for i in range(n)]
+
+        examples = {"reasoning": make("reasoning", 60), "sid_next": make("sid_next", 200),
+                    "sid_sequence": make("sid_sequence", 50)}
+        got = tasks.replay_weights(examples, {"sid_sequence": 2.0}, 0.25)
+        self.assertEqual(got["reasoning"], 1.0)
+        self.assertAlmostEqual(got["sid_next"], 1 / 15)
+        self.assertAlmostEqual(got["sid_sequence"], 2 / 15)
+        mixed = tasks.mix(examples, got)
+        self.assertEqual((sum(e.task == "reasoning" for e in mixed), len(mixed)), (60, 80))
+        self.assertEqual(tasks.replay_weights(examples, {}, 0.0),
+                         {"reasoning": 1.0, "sid_next": 0.0, "sid_sequence": 0.0})
+        with self.assertRaisesRegex(ValueError, "replay_share=1.0"):
+            tasks.replay_weights(examples, {}, 1.0)
+
 
 class SidTokensOneIdTest(absltest.TestCase):
 

@@ -32,6 +32,7 @@ from sidjax.decode.sampler import sample
 from sidjax.eval.evaluate import thinking_prompt
 from sidjax.model.chat import THINK_CLOSE
 from sidjax.model.model import Model, init_params
+from sidjax.model.setup import resolve_scan_unroll
 from sidjax.model.sharding import PARTITION_RULES
 from sidjax.rl import rewards as rewards_lib
 from sidjax.rl.curves import plot_curves, validation_series
@@ -88,9 +89,7 @@ def default_grpo_config() -> ConfigDict:
 
 def scan_unroll(cfg: ConfigDict, num_layers: int) -> int:
     """config.grpo.scan_unroll, with 0 resolved for this backend."""
-    if int(cfg.scan_unroll) > 0:
-        return min(int(cfg.scan_unroll), num_layers)
-    return num_layers if jax.default_backend() == "cpu" else 1
+    return resolve_scan_unroll(cfg.scan_unroll, num_layers)
 
 
 def _prompt_rows(config: ConfigDict, dataset, workdir: str) -> list[tuple[list[str], str]]:

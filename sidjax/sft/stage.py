@@ -65,6 +65,10 @@ def default_sft_config(stage: int = 1) -> ConfigDict:
         # > 0: scale the item-fact task weights (title2sid, sid2title, item_enriched) so they
         # are this share of stage 1's examples, whatever the item/row ratio of the dataset.
         "item_fact_share": 0.0,
+        # Stage 2: > 0 mixes stage 1's SID-sequence tasks (tasks.examples.REPLAY_TASKS, at
+        # their `weights`) into the reasoning rows as this share of the examples, so stage 2
+        # keeps what stage 1 taught (0 = the method: reasoning rows only).
+        "replay_share": 0.0,
         "eval_batch_size": 64,
         "eval_examples": 0,  # Cap on valid rows for the validation loss (0 = all).
         "feat_eval_examples": 256,  # title2sid / sid2title rows logged at each eval.
@@ -111,7 +115,11 @@ def build_examples(config: ConfigDict, dataset, workdir: str) -> dict[str, list]
     rows = corpora_lib.read_narratives(paths["narrative"])
     style = prompt_style(config)
     if cfg.stage == 2:
-        return {"reasoning": tasks_lib.reasoning_activation(rows, style)}
+        tasks = {"reasoning": tasks_lib.reasoning_activation(rows, style)}
+        if float(cfg.replay_share) > 0:
+            stage1 = tasks_lib.stage1_examples(dataset, "train", style=style)
+            tasks.update({n: stage1[n] for n in tasks_lib.REPLAY_TASKS})
+        return tasks
     chats = (corpora_lib.read_general_chats(cfg.general_path, cfg.general_limit)
              if cfg.general_path else template_general_chats(cfg.general_template_chats,
                                                              config.seed))
@@ -189,7 +197,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
             **dataset.splits, "train": dataset.split("train")[:int(cfg.train_rows)]})
     train_tasks = build_examples(config, dataset, workdir)
     weights = (tasks_lib.item_fact_weights(train_tasks, cfg.weights.to_dict(),
-                                           float(cfg.item_fact_share)) if cfg.stage == 1 else {})
+                                           float(cfg.item_fact_share)) if cfg.stage == 1 else
+               tasks_lib.replay_weights(train_tasks, cfg.weights.to_dict(),
+                                        float(cfg.replay_share)))
     examples = tasks_lib.mix(train_tasks, weights, seed=config.seed)
     model, tokenizer = _initial_model(config, dataset, workdir,
                                       (e.text for e in examples[:20000]))

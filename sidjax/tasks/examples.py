@@ -38,6 +38,9 @@ EXTRA_TASKS = ("sid_sequence", "sid_recent")
 # sid_recent's history windows: the last 1 and 2 items.
 RECENT_LENGTHS = (1, 2)
 STAGE2_TASKS = ("reasoning",)
+# Stage-1 tasks stage 2 can replay (config.sft.replay_share): the ones that map a SID
+# history to the next SID.
+REPLAY_TASKS = ("sid_next", "sid_sequence", "sid_recent")
 # The tasks that teach what each SID is (its title, brand, kind): one example per item.
 ITEM_FACT_TASKS = ("title2sid", "sid2title", "item_enriched")
 
@@ -278,6 +281,26 @@ def mix(tasks: Mapping[str, list[Example]], weights: Mapping[str, float] | None 
             out.extend(examples[i] for i in sorted(keep))
     order = rng.permutation(len(out))
     return [out[i] for i in order]
+
+
+def replay_weights(tasks: Mapping[str, Sequence[Example]], weights: Mapping[str, float],
+                   share: float) -> dict[str, float]:
+    """Weights under which the REPLAY_TASKS in `tasks` (in their stage-1 proportions,
+    `weights`) make up `share` of stage 2's examples and each reasoning row stays once.
+
+    Stage 2 alone trains only reasoning responses; a small from-scratch model then loses
+    part of the history -> next-SID mapping stage 1 taught it (README, "Models that learn").
+    share 0 drops the replayed tasks (the method)."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"config.sft.replay_share={share}; use a value in [0, 1).")
+    replay = {n: float(weights.get(n, 1.0)) for n in tasks if n in REPLAY_TASKS}
+    out = {n: 1.0 for n in tasks if n not in REPLAY_TASKS}
+    own = sum(len(tasks[n]) for n in out)
+    pool = sum(w * len(tasks[n]) for n, w in replay.items())
+    if share == 0.0 or pool == 0 or own == 0:
+        return {**out, **{n: 0.0 for n in replay}}
+    scale = share * own / ((1.0 - share) * pool)
+    return {**out, **{n: w * scale for n, w in replay.items()}}
 
 
 def item_fact_weights(tasks: Mapping[str, Sequence[Example]], weights: Mapping[str, float],
