@@ -87,11 +87,6 @@ def default_grpo_config() -> ConfigDict:
     })
 
 
-def scan_unroll(cfg: ConfigDict, num_layers: int) -> int:
-    """config.grpo.scan_unroll, with 0 resolved for this backend."""
-    return resolve_scan_unroll(cfg.scan_unroll, num_layers)
-
-
 def _prompt_rows(config: ConfigDict, dataset, workdir: str) -> list[tuple[list[str], str]]:
     cfg = config.grpo
     if cfg.prompt_source == "narrative":
@@ -136,7 +131,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
                                 "--workdir first.")
     model, tokenizer = load_export(source_dir, dtype=config.model.dtype)
     model = dataclasses.replace(model, config=model.config.replace(
-        scan_unroll=scan_unroll(cfg, model.config.num_layers)))
+        scan_unroll=resolve_scan_unroll(cfg.scan_unroll, model.config.num_layers)))
     rows = _prompt_rows(config, dataset, workdir)
     style = prompt_style(config)
     prompt_ids = tokenizer([thinking_prompt(h, style) for h, _ in rows],

@@ -117,8 +117,7 @@ def build_examples(config: ConfigDict, dataset, workdir: str) -> dict[str, list]
     if cfg.stage == 2:
         tasks = {"reasoning": tasks_lib.reasoning_activation(rows, style)}
         if float(cfg.replay_share) > 0:
-            stage1 = tasks_lib.stage1_examples(dataset, "train", style=style)
-            tasks.update({n: stage1[n] for n in tasks_lib.REPLAY_TASKS})
+            tasks.update(tasks_lib.replay_examples(dataset, "train", style))
         return tasks
     chats = (corpora_lib.read_general_chats(cfg.general_path, cfg.general_limit)
              if cfg.general_path else template_general_chats(cfg.general_template_chats,

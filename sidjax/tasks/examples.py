@@ -283,24 +283,45 @@ def mix(tasks: Mapping[str, list[Example]], weights: Mapping[str, float] | None 
     return [out[i] for i in order]
 
 
+def _scale_to_share(tasks: Mapping[str, Sequence[Example]], weights: dict[str, float],
+                    group: Sequence[str], share: float) -> dict[str, float]:
+    """`weights` with the tasks in `group` scaled together so they make up `share` (in
+    (0, 1)) of the mixed examples; unchanged where the group or the rest is empty."""
+    inside = sum(w * len(tasks[n]) for n, w in weights.items() if n in group)
+    outside = sum(w * len(tasks[n]) for n, w in weights.items() if n not in group)
+    if inside == 0 or outside == 0:
+        return weights
+    scale = share * outside / ((1.0 - share) * inside)
+    return {n: w * scale if n in group else w for n, w in weights.items()}
+
+
+def _check_share(field: str, share: float) -> None:
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"config.sft.{field}={share}; use a value in [0, 1).")
+
+
+def replay_examples(dataset: Dataset, split: str, style: str = "method"
+                    ) -> dict[str, list[Example]]:
+    """The REPLAY_TASKS of one split (stage 2's replayed stage-1 rows)."""
+    catalog, samples = dataset.catalog, dataset.split(split)
+    return {"sid_next": sid_next(catalog, samples, style),
+            "sid_sequence": sid_sequence(catalog, samples),
+            "sid_recent": sid_recent(catalog, samples, style)}
+
+
 def replay_weights(tasks: Mapping[str, Sequence[Example]], weights: Mapping[str, float],
                    share: float) -> dict[str, float]:
     """Weights under which the REPLAY_TASKS in `tasks` (in their stage-1 proportions,
     `weights`) make up `share` of stage 2's examples and each reasoning row stays once.
 
-    Stage 2 alone trains only reasoning responses; a small from-scratch model then loses
-    part of the history -> next-SID mapping stage 1 taught it (README, "Models that learn").
-    share 0 drops the replayed tasks (the method)."""
-    if not 0.0 <= share < 1.0:
-        raise ValueError(f"config.sft.replay_share={share}; use a value in [0, 1).")
-    replay = {n: float(weights.get(n, 1.0)) for n in tasks if n in REPLAY_TASKS}
-    out = {n: 1.0 for n in tasks if n not in REPLAY_TASKS}
-    own = sum(len(tasks[n]) for n in out)
-    pool = sum(w * len(tasks[n]) for n, w in replay.items())
-    if share == 0.0 or pool == 0 or own == 0:
-        return {**out, **{n: 0.0 for n in replay}}
-    scale = share * own / ((1.0 - share) * pool)
-    return {**out, **{n: w * scale for n, w in replay.items()}}
+    Stage 2 alone trains only reasoning responses; replaying stage 1's history -> next-SID
+    rows guards against forgetting them (measured worse on the CPU recipe: README, "Models
+    that learn"). share 0 drops the replayed tasks (the method)."""
+    _check_share("replay_share", share)
+    out = {n: float(weights.get(n, 1.0)) if n in REPLAY_TASKS else 1.0 for n in tasks}
+    if share == 0.0:
+        return {n: 0.0 if n in REPLAY_TASKS else w for n, w in out.items()}
+    return _scale_to_share(tasks, out, REPLAY_TASKS, share)
 
 
 def item_fact_weights(tasks: Mapping[str, Sequence[Example]], weights: Mapping[str, float],
@@ -314,17 +335,11 @@ def item_fact_weights(tasks: Mapping[str, Sequence[Example]], weights: Mapping[s
     writes wrong kinds and brands in its stage-2 reasoning; a fixed share works on any
     category. share 0 returns `weights` unchanged.
     """
-    if not 0.0 <= share < 1.0:
-        raise ValueError(f"config.sft.item_fact_share={share}; use a value in [0, 1).")
+    _check_share("item_fact_share", share)
     out = {name: float(weights.get(name, 1.0)) for name in tasks}
     if share == 0.0:
         return out
-    facts = sum(out[n] * len(tasks[n]) for n in tasks if n in ITEM_FACT_TASKS)
-    others = sum(out[n] * len(tasks[n]) for n in tasks if n not in ITEM_FACT_TASKS)
-    if facts == 0 or others == 0:
-        return out
-    scale = share * others / ((1.0 - share) * facts)
-    return {n: w * scale if n in ITEM_FACT_TASKS else w for n, w in out.items()}
+    return _scale_to_share(tasks, out, ITEM_FACT_TASKS, share)
 
 
 def encode(tokenizer, examples: Sequence[Example], max_len: int
