@@ -25,6 +25,7 @@ from sidjax.config_checks import ConfigError
 from sidjax.config_files import (check_field, config_names, configs_dir, load_config,
                                  resolve_config_path, variants_of)
 from sidjax.data.types import DataError
+from sidjax.train import compilation
 from sidjax.train.console import quiet_library_logs
 from sidjax.train.trainer import CheckpointSaveError, Preempted
 from sidjax.train.workdir_lock import WorkdirError
@@ -187,6 +188,12 @@ def main(argv):
     config = _CONFIG.value
     config_arg = config_flags.get_config_filename(flags.FLAGS["config"])  # 'path[:variant]'
     workdir = _WORKDIR.value or default_workdir(config_arg, config)
+    try:
+        cache = compilation.enable_cache()
+    except OSError as e:  # A run without the cache only compiles more; it still trains.
+        logging.warning("%s", e)
+        cache = None
+    logging.info("Compilation cache: %s (%s=<dir> or off).", cache or "off", compilation.ENV)
     logging.info(
         "process %d of %d; local devices %d, global devices %d (%s); glibc malloc keeps freed "
         "memory: %s (%s=default opts out).", jax.process_index(), jax.process_count(),

@@ -65,6 +65,23 @@ class OptionsTest(parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, "dropout=1.0"):
             get_preset("tiny", dropout=1.0)
 
+    @parameterized.parameters(1, 5, 15)
+    def test_logprobs_from_a_first_column_equal_the_full_pass(self, first):
+        config = get_preset("tiny", vocab_size=128, num_layers=2)
+        params = init_params(config, jax.random.PRNGKey(0))
+        tokens = jnp.asarray(np.random.default_rng(1).integers(0, 128, (3, 16)), jnp.int32)
+        valid = jnp.ones(tokens.shape, bool).at[0, :4].set(False)  # Left padding too.
+        full = token_logprobs(config, params, tokens, valid, temperature=0.7)
+        part = token_logprobs(config, params, tokens, valid, temperature=0.7, first=first)
+        self.assertEqual(part.shape, full.shape)
+        np.testing.assert_allclose(part[:, first:], full[:, first:], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(part[:, :first], 0.0)
+        mask = jnp.arange(16) >= first  # A loss on the columns from `first`: same gradient.
+        grads = [jax.grad(lambda p, f=f: jnp.sum(jnp.where(mask, token_logprobs(
+            config, p, tokens, valid, first=f), 0.0)))(params) for f in (0, first)]
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                     *grads)
+
     def test_scan_unroll_auto_is_all_layers_on_cpu(self):
         from sidjax.model.setup import resolve_scan_unroll
 

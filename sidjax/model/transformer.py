@@ -314,14 +314,15 @@ class Transformer(nn.Module):
 
     def __call__(self, tokens, valid=None, cache: KVCache | None = None,
                  return_hidden: bool = False, last_only: bool = False,
-                 prefix: KVCache | None = None, layer_params=None):
+                 prefix: KVCache | None = None, layer_params=None, logits_from: int = 0):
         """Returns (logits [B, T, V] float32, new cache or None[, hidden states]).
 
         hidden states: (per-layer outputs [L, B, T, D], final normed [B, T, D]).
         `last_only` computes logits at the last position only ([B, 1, V]): a decoding
         prefill needs no more (prompts are left-padded, so the last column is real), and
         the output head over every prompt position is ~20% of a prefill's FLOPs for a
-        small model with a large vocabulary.
+        small model with a large vocabulary. `logits_from` (static) computes them from that
+        position on only ([B, T - logits_from, V]): a GRPO pass needs none over the prompt.
         `prefix` (with `cache`): a filled, read-only cache of P rows shared by each group of
         B // P consecutive rows, which attend to it before their own cache, as if its real
         tokens came first. Beam search keeps the prompt there once per example.
@@ -380,6 +381,8 @@ class Transformer(nn.Module):
             per_layer = jnp.stack(outs) if return_hidden else None
         if last_only:
             x = x[:, -1:]
+        elif logits_from:
+            x = x[:, logits_from:]
         x = self.final_norm(x)
         rows = x.reshape(-1, x.shape[-1])  # 2-D matmul: see Linear.
         if self.config.tie_word_embeddings:

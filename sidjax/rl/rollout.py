@@ -12,8 +12,8 @@
      with rows ordered so no group is split across micro-batches.
 
 Per-rollout statistics (reward mean/std, zero-advantage groups, response and reasoning
-length, log-prob gap, rollout/reference/update seconds) go to <workdir>/rollouts.jsonl and
-the log.
+length, log-prob gap, rollout/reference/update seconds and the compilation seconds inside
+them) go to <workdir>/rollouts.jsonl and the log.
 
 Multi-process: each process rolls out its own contiguous share of the step's prompts
 (whole groups), samples and scores only those rows, and feeds them to the trainer as its
@@ -42,7 +42,7 @@ from sidjax.decode.sid_tail import sample_sid_tail
 from sidjax.model.config import ModelConfig
 from sidjax.model.logprobs import token_logprobs
 from sidjax.rl import grpo
-from sidjax.train import distributed
+from sidjax.train import compilation, distributed
 from sidjax.train import mesh as mesh_lib
 
 
@@ -105,8 +105,11 @@ def length_parts(lengths: Sequence[int], parts: int) -> list[np.ndarray]:
     return np.split(np.argsort(np.asarray(lengths), kind="stable"), parts)
 
 
-def grpo_loss_fn(config: ModelConfig, cfg: ConfigDict):
+def grpo_loss_fn(config: ModelConfig, cfg: ConfigDict, prompt_width: int = 0):
     """The trainer's loss: the policy loss on the batch's response tokens.
+
+    `prompt_width`: the batch's responses start at this column (RolloutSource.prompt_width),
+    so the output head skips the prompt positions (token_logprobs' `first`); 0 = anywhere.
 
     A batch is either one set of arrays ({"tokens": [B, T], ...}) or, with
     config.grpo.length_parts > 1, {"part_0": {...}, "part_1": {...}} whose parts have their
@@ -121,7 +124,7 @@ def grpo_loss_fn(config: ModelConfig, cfg: ConfigDict):
             outs = [loss_fn(params, batch[name], rng) for name in sorted(batch)]
             return jax.tree.map(lambda *parts: sum(parts), *outs)
         logp = token_logprobs(config, params, batch["tokens"], batch["valid"], cfg.temperature
-                              if cfg.temperature > 0 else 1.0)
+                              if cfg.temperature > 0 else 1.0, first=prompt_width)
         # One update per rollout: the policy that sampled is the one being updated, so the
         # old log-probs are these, detached (ratio 1, the same gradient), and the rollout
         # skips a forward pass to compute them (as TRL does with num_iterations=1).
@@ -179,10 +182,8 @@ class RolloutSource:
         self.batches_done = 0
         self._pending: list[dict] = []
         self._last_return = None
+        self._compile_at_return = 0.0  # compilation.seconds() when the last batch left.
         self.log_path = os.path.join(log_dir, "rollouts.jsonl")
-        temperature = cfg.temperature if cfg.temperature > 0 else 1.0
-        self._logp = jax.jit(functools.partial(token_logprobs, model_config,
-                                               temperature=temperature))
         self.history: list[dict] = []
         self._log_rewound = False
         self.on_policy = is_on_policy(cfg)
@@ -190,6 +191,9 @@ class RolloutSource:
         # and update steps compile once per response width only.
         self.prompt_width = padded_width(distributed.global_max(
             max(map(len, spec.prompts), default=1)))
+        temperature = cfg.temperature if cfg.temperature > 0 else 1.0
+        self._logp = jax.jit(functools.partial(token_logprobs, model_config,
+                                               temperature=temperature, first=self.prompt_width))
 
     def _resolve_parts(self, mesh) -> int:
         """config.grpo.length_parts for this mesh: 0 (auto) is 2 where the halves split into
@@ -253,6 +257,8 @@ class RolloutSource:
         jax.block_until_ready(params)
         update_s = t0 - self._last_return if self._last_return else 0.0
         waited = time.time() - t0
+        compiled_at = compilation.seconds()
+        update_compile_s = compiled_at - self._compile_at_return if self._last_return else 0.0
         idx = distributed.process_share(self.prompt_indices(rollout))
         prompts = [list(spec.prompts[i]) for i in idx for _ in range(group)]
         targets = [spec.targets[i] for i in idx for _ in range(group)]
@@ -349,6 +355,10 @@ class RolloutSource:
             "response_len": float(np.mean(all_lengths)),
             "logp_gap": float(gap_sum / gap_count) if gap_count else None,
             "rollout_s": rollout_s, "ref_s": ref_s, "update_s": update_s + waited,
+            # Of which compilation (a new batch width, a first call): rollout + ref here, the
+            # previous rollout's update in update_compile_s, as update_s.
+            "compile_s": compilation.seconds() - compiled_at,
+            "update_compile_s": update_compile_s,
         }
         if spec.reasoning_length is not None:
             stats["reasoning_len"] = float(np.mean(distributed.gather_rows(np.asarray(
@@ -392,6 +402,7 @@ class RolloutSource:
             self._pending = self._rollout(self.batches_done // self.updates)
         self.batches_done += 1
         batch = self._pending.pop(0)
+        self._compile_at_return = compilation.seconds()
         self._last_return = time.time()
         return batch
 
