@@ -67,6 +67,14 @@ class GrpoLoopTest(absltest.TestCase):
         self.assertLess(start, 0.15)  # ~1/32 of tokens by chance.
         self.assertGreater(end, start + 0.4)
         self.assertLen(open(f"{workdir}/rollouts.jsonl").readlines(), 30)
+        # Compilation is logged apart from the work: the first update (a new trainer's step)
+        # traces and compiles; no row's share is negative or exceeds its part's seconds.
+        rows = source.history
+        self.assertGreater(rows[1]["update_compile_s"], 0.0)
+        for row in rows:
+            self.assertGreaterEqual(row["compile_s"], 0.0)
+            self.assertLessEqual(row["compile_s"], row["rollout_s"] + row["ref_s"] + 0.5)
+            self.assertLessEqual(row["update_compile_s"], row["update_s"] + 0.5)
 
     def test_resumed_run_rewinds_the_rollout_log(self):
         workdir = self.create_tempdir().full_path
