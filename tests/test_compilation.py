@@ -15,6 +15,8 @@ class CompilationTest(absltest.TestCase):
     def test_cache_dir_from_the_environment_default_and_off(self):
         with mock.patch.dict(os.environ, {compilation.ENV: "/tmp/some_cache"}):
             self.assertEqual(compilation.cache_dir(), "/tmp/some_cache")
+        with mock.patch.dict(os.environ, {compilation.ENV: "gs://bucket/xla"}):
+            self.assertEqual(compilation.cache_dir(), "gs://bucket/xla")  # Not made local.
         with mock.patch.dict(os.environ, {compilation.ENV: "off"}):
             self.assertIsNone(compilation.cache_dir())
             self.assertIsNone(compilation.enable_cache())

@@ -7,14 +7,15 @@ stage compiles its log-prob pass and update once per response width (up to
 `grpo.response_buckets` x `grpo.length_parts` shapes, 4-9 s each on the CPU recipe's
 model), so a short run, a resumed one, a seed sweep or a benchmark round pays them
 again. With the cache, a program compiled once (same computation, same flags, same
-backend and JAX version) is loaded from disk instead: measured on bench/grpo_step.py's
-model, the second and later rounds' updates take 0.25-0.35 s where a compiling one
-took 5-8 s.
+backend and JAX version) is loaded from disk instead; tracing and lowering are still paid.
+Measured on bench/grpo_step.py's model: an update at a new batch width took 4.5-8 s to
+compile and 1.3-1.7 s to load.
 
 `sidjax.main`, the benchmarks and the tests call `enable_cache()` before their first
 compilation. The directory comes from `SIDJAX_COMPILE_CACHE` (`off` turns the cache
-off), else `~/.cache/sidjax/xla`; entries are evicted least-recently-used beyond
-`MAX_BYTES`. Only compilations that took at least `MIN_COMPILE_SECONDS` are stored.
+off; a gs:// URL shares one cache across a pod's hosts), else `~/.cache/sidjax/xla`;
+entries are evicted least-recently-used beyond `MAX_BYTES`. Only compilations that took
+at least `MIN_COMPILE_SECONDS` are stored.
 
 `seconds()` is the process's total time spent tracing, lowering and compiling so far
 (JAX's monitoring events), so a loop can tell a step's compilation from its work: the
@@ -64,7 +65,13 @@ def cache_dir() -> str | None:
     value = os.environ.get(ENV, "").strip()
     if value.lower() in ("off", "0", "none", "false"):
         return None
-    return os.path.abspath(os.path.expanduser(value or DEFAULT_DIR))
+    return _local_or_url(value or DEFAULT_DIR)
+
+
+def _local_or_url(path: str) -> str:
+    """A URL (gs://bucket/dir, which JAX reads and writes itself) as given; a local path
+    absolute, with ~ expanded."""
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
 
 
 def enable_cache(path: str | None = None) -> str | None:
@@ -75,11 +82,12 @@ def enable_cache(path: str | None = None) -> str | None:
     """
     import jax
 
-    path = cache_dir() if path is None else os.path.abspath(os.path.expanduser(path))
+    path = cache_dir() if path is None else _local_or_url(path)
     if path is None:
         return None
     try:
-        os.makedirs(path, exist_ok=True)
+        if "://" not in path:  # A pod's shared bucket (gs://...) needs no directory.
+            os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise OSError(f"Cannot create the compilation cache directory {path} ({e}); set "
                       f"{ENV} to a writable directory, or {ENV}=off to run without "
