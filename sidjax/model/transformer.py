@@ -321,8 +321,9 @@ class Transformer(nn.Module):
         `last_only` computes logits at the last position only ([B, 1, V]): a decoding
         prefill needs no more (prompts are left-padded, so the last column is real), and
         the output head over every prompt position is ~20% of a prefill's FLOPs for a
-        small model with a large vocabulary. `logits_from` (static) computes them from that
-        position on only ([B, T - logits_from, V]): a GRPO pass needs none over the prompt.
+        small model with a large vocabulary (it is `logits_from=T - 1`). `logits_from`
+        (static) computes them from that position on only ([B, T - logits_from, V]): a GRPO
+        pass needs none over the prompt.
         `prefix` (with `cache`): a filled, read-only cache of P rows shared by each group of
         B // P consecutive rows, which attend to it before their own cache, as if its real
         tokens came first. Beam search keeps the prompt there once per example.
@@ -379,9 +380,8 @@ class Transformer(nn.Module):
                 outs.append(out)
             new_layer_caches = tuple(zip(*new_layers)) if cache is not None else None  # Split.
             per_layer = jnp.stack(outs) if return_hidden else None
-        if last_only:
-            x = x[:, -1:]
-        elif logits_from:
+        logits_from = t - 1 if last_only else logits_from
+        if logits_from:
             x = x[:, logits_from:]
         x = self.final_norm(x)
         rows = x.reshape(-1, x.shape[-1])  # 2-D matmul: see Linear.

@@ -192,7 +192,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     run_config.eval.metric = ""  # The method evaluates the policy at a fixed step.
     source = RolloutSource(spec, cfg, mc, model.params, int(config.train.micro_batches),
                            config.seed, out_dir, cfg.ref_offload)
-    task = Task(init_params=lambda rng: init_params(mc, rng), loss_fn=grpo_loss_fn(mc, cfg, source.prompt_width),
+    task = Task(init_params=lambda rng: init_params(mc, rng),
+                loss_fn=grpo_loss_fn(mc, cfg, source.prompt_width),
                 partition_rules=PARTITION_RULES, eval_fn=eval_fn, initial_params=model.params)
     trainer = Trainer(run_config, out_dir, task)
     mesh = trainer.mesh
