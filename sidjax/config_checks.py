@@ -44,6 +44,7 @@ _MINIMUMS = {
 # field -> the values it may take. Checked wherever present.
 _CHOICES = {
     "model.tokenizer_kind": ("bpe", "sentencepiece"),
+    "model.sid_init": ("noise", "items"),
 }
 
 

@@ -47,6 +47,10 @@ class ConfigCheckTest(absltest.TestCase):
             check_config(config)
         check_config(load_config("configs/grpo.py:tiny",
                                  {"model.tokenizer_kind": "sentencepiece"}))
+        config = load_config("configs/grpo.py:tiny", {"model.sid_init": "codebook"})
+        with self.assertRaisesRegex(ConfigError, "config.model.sid_init='codebook' is not one "
+                                                 "of .*noise.*items"):
+            check_config(config)
 
     def test_group_of_one_is_refused_before_any_work(self):
         workdir = self.create_tempdir().full_path

@@ -9,14 +9,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import jax
+import numpy as np
 from absl import logging
 from ml_collections import ConfigDict
 
 from sidjax.model.config import get_preset
-from sidjax.model.model import Model, init_params
+from sidjax.model import sid_init
+from sidjax.model.model import Model, init_params, param_shardings
 from sidjax.model.tokenizer import add_sid_tokens, load_tokenizer, train_tokenizer
 from sidjax.train import distributed
 
@@ -41,6 +43,9 @@ def default_model_config() -> ConfigDict:
         # random too and 0.1 would start every SID row nearly identical (measured: valid
         # HR@10 0.36 -> 0.46 after 1,500 stage-1 steps on the synthetic default).
         "sid_noise_scale": 0.0,
+        # Where new SID rows start: 'noise' (above) or 'items' (each token from the residual
+        # mean of its items' text embeddings, as a codebook would; sidjax/model/sid_init.py).
+        "sid_init": "noise",
         # Prompts: 'method' (the paper's strings), 'compact' (short tagged prompts, one for
         # training and evaluation; sidjax/tasks/prompts.py), 'auto' = method for an hf_path
         # checkpoint, compact for a from-scratch model.
@@ -93,9 +98,35 @@ def sid_noise_scale(cfg: ConfigDict) -> float:
     return 0.1 if cfg.hf_path else 1.0
 
 
+def _rows_from_vectors(model: Model, tokenizer, added: Sequence[int],
+                       vectors: Mapping[str, np.ndarray], seed: int) -> Model:
+    """The added SID tokens' embedding rows from `vectors`, projected to the model width and
+    scaled to the added rows' mean norm (the size the noise init gave them)."""
+    names = [t for t in tokenizer.convert_ids_to_tokens(list(added)) if t in vectors]
+    if not names:
+        return model
+    params = dict(model.params)
+    embedding = np.asarray(jax.device_get(params["embed"]["embedding"]))  # [V, D]
+    norm = float(np.linalg.norm(embedding[list(added)], axis=1).mean())
+    rows = sid_init.projected_rows({t: vectors[t] for t in names}, embedding.shape[1], norm,
+                                   seed)
+    ids = dict(zip(names, tokenizer.convert_tokens_to_ids(names)))
+    params["embed"] = {"embedding": sid_init.set_rows(embedding, ids, rows)}
+    if model.mesh is not None:
+        params = jax.device_put(params, param_shardings(model.config, model.mesh))
+    else:
+        params = jax.tree.map(jax.numpy.asarray, params)
+    logging.info("%d SID rows start from their items' text embeddings (model.sid_init).",
+                 len(rows))
+    return dataclasses.replace(model, params=params)
+
+
 def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str], seed: int = 0,
-              mesh=None, tokenizer_dir: str | None = None) -> tuple[Model, object]:
-    """-> (Model with SID rows, tokenizer with SID tokens)."""
+              mesh=None, tokenizer_dir: str | None = None,
+              sid_vectors: Mapping[str, np.ndarray] | None = None) -> tuple[Model, object]:
+    """-> (Model with SID rows, tokenizer with SID tokens). `sid_vectors` ({SID token:
+    vector}, any width; `sid_init.residual_token_vectors`) replace the new SID rows' noise
+    when given."""
     if cfg.hf_path:
         from sidjax.model.hf import load_hf_model
 
@@ -124,6 +155,8 @@ def build_llm(cfg: ConfigDict, sid_tokens: Sequence[str], corpus: Iterable[str],
     tokenizer, model, added = add_sid_tokens(tokenizer, model, list(sid_tokens), seed=seed,
                                              noise_scale=sid_noise_scale(cfg))
     logging.info("Added %d SID tokens; vocabulary rows %d.", len(added), model.config.vocab_size)
+    if sid_vectors:
+        model = _rows_from_vectors(model, tokenizer, added, sid_vectors, seed)
     unroll = resolve_scan_unroll(cfg.get("scan_unroll", 0), model.config.num_layers)
     model = dataclasses.replace(model, config=model.config.replace(scan_unroll=unroll))
     return model, tokenizer

@@ -33,15 +33,17 @@ from ml_collections import ConfigDict
 from sidjax.data import corpora as corpora_lib
 from sidjax.data.teacher import synthesize_corpora, template_general_chats
 from sidjax.decode.sid_tables import tables_from_catalog
+from sidjax.embed.encoders import embed_catalog
 from sidjax.eval.evaluate import evaluate_model
 from sidjax.model.hf import load_hf_model, save_hf_model
 from sidjax.model.model import Model, init_params
+from sidjax.model import sid_init
 from sidjax.model.setup import build_llm
 from sidjax.model.sharding import PARTITION_RULES
 from sidjax.model.tokenizer import load_tokenizer, sid_tokens
 from sidjax.sft.batches import BucketIterator, eval_batches, tokenize_cached
 from sidjax.sft.loss import lm_loss
-from sidjax.sid.stage import sid_dataset
+from sidjax.sid.stage import sid_dataset, standardize
 from sidjax.tasks import prompts
 from sidjax.tasks import examples as tasks_lib
 from sidjax.train import checkpoint as ckpt_lib
@@ -153,11 +155,26 @@ def _eval_sets(dataset, rng_seed: int, cfg: ConfigDict, style: str) -> dict[str,
             "sid2title": subset(tasks_lib.sid2title(catalog, style))}
 
 
+def _sid_vectors(config: ConfigDict, dataset, workdir: str) -> dict | None:
+    """`model.sid_init='items'`: each SID token's starting vector from the (z-scored) text
+    embeddings of the items that carry it (sidjax/model/sid_init.py); None for 'noise'."""
+    init = config.model.get("sid_init", "noise")
+    if init not in sid_init.SID_INITS:
+        raise ValueError(f"config.model.sid_init='{init}' is not one of {sid_init.SID_INITS}.")
+    if init == "noise":
+        return None
+    catalog = dataset.catalog
+    x = standardize(embed_catalog(catalog, config.embed, os.path.join(workdir, "embeddings")))
+    return sid_init.residual_token_vectors([catalog.sid_string(i) for i in range(len(catalog))],
+                                           x)
+
+
 def _initial_model(config: ConfigDict, dataset, workdir: str, corpus_texts):
     cfg = config.sft
     tokens = sid_tokens(dataset.catalog.sid_strings())
     if cfg.stage == 1:
-        return build_llm(config.model, tokens, corpus_texts, seed=config.seed)
+        return build_llm(config.model, tokens, corpus_texts, seed=config.seed,
+                         sid_vectors=_sid_vectors(config, dataset, workdir))
     source = cfg.init_from or os.path.join(workdir, "sft", EXPORT_DIR)
     if not os.path.isdir(source):
         raise FileNotFoundError(f"Stage 2 starts from '{source}' (config.sft.init_from), which "
