@@ -49,13 +49,16 @@ def _stage_optim(config: ConfigDict, stage: int) -> None:
 def _cpu_recipe(config: ConfigDict, stage: int, stage1=(3000, 500, 500),
                 stage2=(600, 300, 200), fact_share: float = 0.3) -> None:
     """What a from-scratch model needs to learn on a CPU in minutes (README, "Models that
-    learn"): compact prompts (model.prompt_style='auto'), a 0.6M-parameter model, a
-    stage-1 mixture of the SID tasks plus every row's SID sequence (sid_sequence: each
+    learn"): compact prompts (model.prompt_style='auto'), a 0.6M-parameter model whose SID
+    rows start from the items' text embeddings (model.sid_init='items'), a stage-1 mixture of the SID tasks plus every row's SID sequence (sid_sequence: each
     position predicts the next item), the long title-sequence tasks, narratives and
     general chats dropped, the item-fact tasks scaled to `fact_share` of the mixture (so
     stage 2 writes true kinds and brands), and best/ chosen by valid HR@10 by beam search.
     stage1 / stage2: (steps, eval every, valid rows scored by beam search)."""
     config.model.update(hidden_size=128, intermediate_size=384, num_layers=2, dropout=0.1)
+    # SID rows start from their items' text embeddings, not noise: stage 1 on the synthetic
+    # default, all 2,520 valid rows, HR@10 0.491 -> 0.516 at 3,000 steps (README).
+    config.model.sid_init = "items"
     config.sft.weights.update(sid_sequence=1.0, sid_history2title=0.0, title_history2title=0.0,
                               title_history2sid=0.0, narrative=0.0, general_reasoning=0.0)
     config.sft.item_fact_share = fact_share
