@@ -34,6 +34,14 @@ def param_shardings(config: ModelConfig, mesh: Mesh) -> Any:
     return partition.named_shardings(specs, mesh)
 
 
+def place_params(config: ModelConfig, params: Any, mesh: Mesh | None) -> Any:
+    """Host (numpy) params -> device arrays: on their shardings over `mesh`, or on the
+    default device without one. For params edited on the host (e.g. new SID rows)."""
+    if mesh is not None:
+        return jax.device_put(params, param_shardings(config, mesh))
+    return jax.tree.map(jnp.asarray, params)
+
+
 def init_sharded_params(config: ModelConfig, rng: jax.Array, mesh: Mesh) -> Any:
     """Random params created directly on their shardings (never whole on one device)."""
     return jax.jit(functools.partial(init_params, config),

@@ -18,7 +18,7 @@ from ml_collections import ConfigDict
 
 from sidjax.model.config import get_preset
 from sidjax.model import sid_init
-from sidjax.model.model import Model, init_params, param_shardings
+from sidjax.model.model import Model, init_params, place_params
 from sidjax.model.tokenizer import add_sid_tokens, load_tokenizer, train_tokenizer
 from sidjax.train import distributed
 
@@ -112,10 +112,7 @@ def _rows_from_vectors(model: Model, tokenizer, added: Sequence[int],
                                    seed)
     ids = dict(zip(names, tokenizer.convert_tokens_to_ids(names)))
     params["embed"] = {"embedding": sid_init.set_rows(embedding, ids, rows)}
-    if model.mesh is not None:
-        params = jax.device_put(params, param_shardings(model.config, model.mesh))
-    else:
-        params = jax.tree.map(jax.numpy.asarray, params)
+    params = place_params(model.config, params, model.mesh)
     logging.info("%d SID rows start from their items' text embeddings (model.sid_init).",
                  len(rows))
     return dataclasses.replace(model, params=params)

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from sidjax.model import chat
-from sidjax.model.model import Model, param_shardings
+from sidjax.model.model import Model, place_params
 
 SID_TOKEN = re.compile(r"<[a-z]_\d+>")
 
@@ -269,8 +269,5 @@ def add_sid_tokens(tokenizer, model: Model, tokens: Sequence[str], seed: int = 0
         head = np.asarray(jax.device_get(params["lm_head"]))  # [D, V]
         params["lm_head"] = _grow(head.T, rows, ids, reference_rows, rng, noise_scale).T.copy()
     config = config.replace(vocab_size=rows)
-    if model.mesh is not None:
-        params = jax.device_put(params, param_shardings(config, model.mesh))
-    else:
-        params = jax.tree.map(jax.numpy.asarray, params)
+    params = place_params(config, params, model.mesh)
     return tokenizer, Model(config=config, params=params, mesh=model.mesh), ids.tolist()

@@ -35,9 +35,9 @@ from sidjax.data.teacher import synthesize_corpora, template_general_chats
 from sidjax.decode.sid_tables import tables_from_catalog
 from sidjax.embed.encoders import embed_catalog
 from sidjax.eval.evaluate import evaluate_model
+from sidjax.model import sid_init
 from sidjax.model.hf import load_hf_model, save_hf_model
 from sidjax.model.model import Model, init_params
-from sidjax.model import sid_init
 from sidjax.model.setup import build_llm
 from sidjax.model.sharding import PARTITION_RULES
 from sidjax.model.tokenizer import load_tokenizer, sid_tokens
