@@ -130,10 +130,6 @@ def llm_config(variant: str | None, stage: int) -> ConfigDict:
             # 20% item facts and a valid HR@10 every 750 steps keep the command under 15
             # minutes (30% and every 500: 16.5 minutes; README, "Models that learn").
             _cpu_recipe(config, stage, stage1=(3000, 750, 500), fact_share=0.2)
-            # Dropout 0.2, not 0.1: stage 1's best valid HR@10 (first 1,000 valid rows) over
-            # seeds 0-2 0.534 / 0.546 / 0.535 against 0.531 / 0.526 / 0.531 (NDCG@10 +0.008
-            # on average); 4,500 steps at 0.1 instead did worse (0.516, seed 0). README.
-            config.model.dropout = 0.2
     if variant == "tiny":
         # Enough steps for the mechanics to show: a stage 1 that reads the history, stage-2
         # reasoning that ends and names a SID, so GRPO groups get rewards that differ.
