@@ -16,8 +16,8 @@ import numpy as np
 from absl import logging
 from ml_collections import ConfigDict
 
-from sidjax.model.config import get_preset
 from sidjax.model import sid_init
+from sidjax.model.config import get_preset
 from sidjax.model.model import Model, init_params, place_params
 from sidjax.model.tokenizer import add_sid_tokens, load_tokenizer, train_tokenizer
 from sidjax.train import distributed

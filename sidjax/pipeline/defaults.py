@@ -49,12 +49,12 @@ def _stage_optim(config: ConfigDict, stage: int) -> None:
 def _cpu_recipe(config: ConfigDict, stage: int, stage1=(3000, 500, 500),
                 stage2=(600, 300, 200), fact_share: float = 0.3) -> None:
     """What a from-scratch model needs to learn on a CPU in minutes (README, "Models that
-    learn"): compact prompts (model.prompt_style='auto'), a 0.6M-parameter model whose SID
+    learn"): compact prompts (model.prompt_style='auto'), a 0.48M-parameter model whose SID
     rows start from the items' text embeddings (model.sid_init='items'), a stage-1 mixture
     of the SID tasks plus every row's SID sequence (sid_sequence: each position predicts
-    the next item), the long title-sequence tasks, narratives and
-    general chats dropped, the item-fact tasks scaled to `fact_share` of the mixture (so
-    stage 2 writes true kinds and brands), and best/ chosen by valid HR@10 by beam search.
+    the next item), the long title-sequence tasks, narratives and general chats dropped,
+    the item-fact tasks scaled to `fact_share` of the mixture (so stage 2 writes true kinds
+    and brands), and best/ chosen by valid HR@10 by beam search.
     stage1 / stage2: (steps, eval every, valid rows scored by beam search)."""
     config.model.update(hidden_size=128, intermediate_size=384, num_layers=2, dropout=0.1)
     # SID rows start from their items' text embeddings, not noise: stage 1 on the synthetic
