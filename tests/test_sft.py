@@ -12,6 +12,7 @@ from sidjax.config_files import load_config
 from sidjax.model.config import get_preset
 from sidjax.model.model import init_params
 from sidjax.model.transformer import Transformer
+from sidjax.pipeline import defaults as pipeline_defaults
 from sidjax.sft import stage as sft_stage
 from sidjax.sft.batches import BucketIterator, TokenizedSet, eval_batches, make_batch
 from sidjax.sft.loss import lm_loss
@@ -103,8 +104,9 @@ class SftStageTest(absltest.TestCase):
         workdir = self.create_tempdir().full_path
         config = load_config("configs/sft.py:tiny", {
             "train.num_steps": 90, "eval.every_steps": 30, "log.progress": False,
-            "log.tensorboard": False})
+            "log.tensorboard": False, "sft.dropout": 0.25})
         summary = sft_stage.train_and_evaluate(config, workdir)
+        self.assertEqual(summary["dropout"], 0.25)  # sft.dropout, not model.dropout.
         evals = [json.loads(line) for line in open(os.path.join(workdir, "sft", "metrics.jsonl"))
                  if "eval/valid/sid_loss" in line]
         losses = [e["eval/valid/sid_loss"] for e in evals]
@@ -129,7 +131,21 @@ class SftStageTest(absltest.TestCase):
         summary2 = sft_stage.train_and_evaluate(config2, workdir)
         self.assertEqual(summary2["stage"], 2)
         self.assertEqual(list(summary2["examples_per_task"]), ["reasoning"])
+        self.assertEqual(summary2["dropout"], config2.model.dropout)  # sft.dropout < 0.
         self.assertTrue(os.path.isdir(os.path.join(workdir, "reason", "export")))
+
+    def test_stage_dropout_per_stage(self):
+        """The synthetic default trains stage 1 at dropout 0.2 and stage 2 at model.dropout;
+        `--config.model.dropout` still sets every stage that has no sft.dropout of its own."""
+        config = pipeline_defaults.pipeline_config("")
+        stage1, stage2 = (pipeline_defaults.stage_config(config, s) for s in (1, 2))
+        self.assertEqual(sft_stage.stage_dropout(stage1), 0.2)
+        self.assertEqual(sft_stage.stage_dropout(stage2), 0.1)
+        stage2.model.dropout = 0.3
+        self.assertEqual(sft_stage.stage_dropout(stage2), 0.3)
+        stage1.sft.dropout = 1.0
+        with self.assertRaisesRegex(ValueError, "sft.dropout=1.0 .stage 1."):
+            sft_stage.stage_dropout(stage1)
 
     def test_stage2_without_stage1_says_what_to_run(self):
         workdir = self.create_tempdir().full_path

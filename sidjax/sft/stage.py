@@ -86,6 +86,9 @@ def default_sft_config(stage: int = 1) -> ConfigDict:
         # Train on the first this many train rows only (0 = all): the overfit check
         # (tests/test_learning.py) trains and scores a few hundred rows.
         "train_rows": 0,
+        # Training dropout for this stage; < 0 = config.model.dropout. A per-stage setting
+        # because the rate that helps stage 1 can hurt stage 2 (README, "Models that learn").
+        "dropout": -1.0,
     })
 
 
@@ -169,20 +172,32 @@ def _sid_vectors(config: ConfigDict, dataset, workdir: str) -> dict | None:
                                            x)
 
 
+def stage_dropout(config: ConfigDict) -> float:
+    """The dropout rate this SFT stage trains with: config.sft.dropout, or
+    config.model.dropout when that is < 0."""
+    rate = float(config.sft.get("dropout", -1.0))
+    rate = float(config.model.dropout) if rate < 0 else rate
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"config.sft.dropout={rate} (stage {config.sft.stage}) must be in "
+                         "[0, 1), or < 0 to use config.model.dropout.")
+    return rate
+
+
 def _initial_model(config: ConfigDict, dataset, workdir: str, corpus_texts):
     cfg = config.sft
     tokens = sid_tokens(dataset.catalog.sid_strings())
+    model_cfg = ConfigDict(config.model.to_dict())
+    model_cfg.dropout = stage_dropout(config)
     if cfg.stage == 1:
-        return build_llm(config.model, tokens, corpus_texts, seed=config.seed,
+        return build_llm(model_cfg, tokens, corpus_texts, seed=config.seed,
                          sid_vectors=_sid_vectors(config, dataset, workdir))
     source = cfg.init_from or os.path.join(workdir, "sft", EXPORT_DIR)
     if not os.path.isdir(source):
         raise FileNotFoundError(f"Stage 2 starts from '{source}' (config.sft.init_from), which "
                                 "does not exist; run stage 1 (configs/sft.py) with the same "
                                 "--workdir first, or set config.sft.init_from.")
-    init_cfg = ConfigDict(config.model.to_dict())
-    init_cfg.hf_path = source
-    return build_llm(init_cfg, tokens, [], seed=config.seed)
+    model_cfg.hf_path = source
+    return build_llm(model_cfg, tokens, [], seed=config.seed)
 
 
 def export(model: Model, tokenizer, path: str) -> None:
@@ -293,7 +308,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         "best_value": result.best_value,
         "final_eval": result.eval_metrics, "stopped_early": result.stopped_early,
         "final_train": result.last_metrics, "steps_per_sec": result.steps_per_sec,
-        "params": model_config.num_params(),
+        "params": model_config.num_params(), "dropout": model_config.dropout,
     }
     with distributed.main_writes("sft-summary") as writer:
         if writer:
