@@ -176,10 +176,12 @@ def stage_dropout(config: ConfigDict) -> float:
     """The dropout rate this SFT stage trains with: config.sft.dropout, or
     config.model.dropout when that is < 0."""
     rate = float(config.sft.get("dropout", -1.0))
-    rate = float(config.model.dropout) if rate < 0 else rate
+    field = "sft.dropout"
+    if rate < 0:
+        rate, field = float(config.model.dropout), "model.dropout"
     if not 0.0 <= rate < 1.0:
-        raise ValueError(f"config.sft.dropout={rate} (stage {config.sft.stage}) must be in "
-                         "[0, 1), or < 0 to use config.model.dropout.")
+        raise ValueError(f"config.{field}={rate} (stage {config.sft.stage}) must be in [0, 1) "
+                         "(sft.dropout < 0 uses model.dropout).")
     return rate
 
 
